@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, make sure data/raw exists (pull it from the DVC remote if one is
+# configured, else generate the embedded sample), then run the whole pipeline with `dvc repro`.
+# Extra arguments go to `dvc repro` (for example a stage name, or --force).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1
+surgvqa data ensure
+dvc repro "$@"

@@ -1,0 +1,147 @@
+"""The `surgvqa` command: one subcommand per pipeline stage (DVC calls these) plus data helpers.
+
+Imports are lazy: peft, Great Expectations and MLflow each take seconds to import, and `surgvqa --help` or a
+data stage should not pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from surgvqa.errors import SurgvqaError
+
+
+def _cmd_sample(args, params) -> None:
+    from surgvqa.data.sample import make_sample
+
+    images = args.images if args.images is not None else params.data.sample.images
+    seed = args.seed if args.seed is not None else params.data.sample.seed
+    out = Path(args.out or params.data.raw_dir)
+    info = make_sample(out, images=images, seed=seed)
+    print(f"sample: {info['images']} images, {info['rows']} QA rows (seed {info['seed']}) -> {out}")
+
+
+def _cmd_import(args, params) -> None:
+    from surgvqa.data.importer import import_dataset
+
+    report = import_dataset(Path(args.source), Path(args.to or params.data.raw_dir),
+                            Path(args.images) if args.images else None)
+    print(f"import: {report['rows_written']} of {report['rows_read']} rows, {report['images_written']} images; "
+          f"skipped {report['skipped_by_reason'] or 'none'} (details: {report['skipped_file']})")
+
+
+def _dvc_remotes() -> list[str]:
+    try:
+        out = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SurgvqaError(f"could not ask DVC for its remotes ({e}); is dvc installed and is this a DVC repo?")
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _cmd_ensure(args, params) -> None:
+    raw_dir = Path(params.data.raw_dir)
+    if (raw_dir / "metadata.csv").is_file():
+        print(f"data: {raw_dir} is present")
+        return
+    if raw_dir.exists() and any(raw_dir.iterdir()):
+        raise SurgvqaError(f"{raw_dir} exists but has no metadata.csv: remove it, or fill it with "
+                           "`surgvqa data import --from PATH`")
+    remotes = _dvc_remotes()
+    if remotes:
+        print(f"data: {raw_dir} is missing; pulling it from DVC remote {remotes[0]}")
+        if subprocess.run(["dvc", "pull", "data.dvc"]).returncode != 0:
+            raise SurgvqaError(f"`dvc pull data.dvc` from remote {remotes[0]} failed (see above): check the "
+                               "remote's credentials and that the data was pushed (`dvc push data.dvc`)")
+        return
+    print(f"data: {raw_dir} is missing and no DVC remote is configured; generating the embedded sample")
+    _cmd_sample(argparse.Namespace(images=None, seed=None, out=None), params)
+
+
+def _cmd_ingest(args, params) -> None:
+    from surgvqa.data.ingest import run
+
+    r = run(Path(args.raw or params.data.raw_dir), Path(args.out), Path(args.report), params.ingest.max_bad_fraction)
+    print(f"ingest: {r['rows_ok']} rows kept, {r['rows_quarantined']} quarantined {r['quarantined_by_reason']}; "
+          f"{r['images_ok']}/{r['images_referenced']} images decodable")
+
+
+def _cmd_categorize(args, params) -> None:
+    from surgvqa.data.categorize import run
+
+    r = run(Path(args.qa), Path(args.out), Path(args.report), params.categorize)
+    print(f"categorize ({r['backend']}): {r['unique_questions']} questions, row shares {r['row_share_per_stage']}, "
+          f"gold agreement {r['gold_agreement']}, unparsed {r['unparsed_replies']}")
+
+
+def _cmd_convert(args, params) -> None:
+    from surgvqa.data.convert import run
+
+    r = run(Path(args.inline), Path(args.out), Path(args.report), params.convert.max_bad_fraction)
+    print(f"convert: {r['qa_rows']} QA rows from {r['records_total']} records; rejected {r['records_rejected']}")
+
+
+def _cmd_split(args, params) -> None:
+    from surgvqa.data.split import run
+
+    r = run(Path(args.cxrtrek), Path(args.out), Path(args.report), params.split)
+    print("split: " + ", ".join(f"{k} {v['images']} images / {v['rows']} rows" for k, v in r.items()))
+
+
+def _cmd_validate(args, params) -> None:
+    from surgvqa.data.expectations import run
+
+    run(Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.report), params.validate.stage_share)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="surgvqa", description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make, import or fetch the raw Kvasir-VQA layout").add_subparsers(
+        dest="data_command", required=True)
+    s = data.add_parser("sample", help="generate the grounded synthetic sample (the embedded default)")
+    s.add_argument("--images", type=int, help="number of images (default: data.sample.images)")
+    s.add_argument("--seed", type=int, help="seed (default: data.sample.seed)")
+    s.add_argument("--out", help="output folder (default: data.raw_dir)")
+    s.set_defaults(func=_cmd_sample)
+    s = data.add_parser("import", help="convert a local copy of Kvasir-VQA (HF parquet, or CSV + images)")
+    s.add_argument("--from", dest="source", required=True, help="parquet file or folder, or metadata CSV")
+    s.add_argument("--images", help="image folder for a CSV input (default: images/ beside the CSV)")
+    s.add_argument("--to", help="output folder (default: data.raw_dir)")
+    s.set_defaults(func=_cmd_import)
+    s = data.add_parser("ensure", help="make sure the raw data exists: pull it from a DVC remote or generate the sample")
+    s.set_defaults(func=_cmd_ensure)
+
+    def stage(name: str, help_: str, func, **paths: str) -> None:
+        s = sub.add_parser(name, help=help_)
+        for flag, default in paths.items():
+            s.add_argument(f"--{flag}", default=default or None, help=f"default: {default or 'from params'}")
+        s.set_defaults(func=func)
+
+    stage("ingest", "check rows and images, write the QA table and quarantine", _cmd_ingest,
+          raw="", out="data/ingested", report="reports/ingest.json")
+    stage("categorize", "assign each question a clinical stage; write the inline format", _cmd_categorize,
+          qa="data/ingested/qa.jsonl", out="data/categorized", report="reports/categorize.json")
+    stage("convert", "inline format to CXRTrek format (one QA pair per row)", _cmd_convert,
+          inline="data/categorized/inline.jsonl", out="data/cxrtrek", report="reports/convert.json")
+    stage("split", "image-level train/val/test split", _cmd_split,
+          cxrtrek="data/cxrtrek/cxrtrek.jsonl", out="data/split", report="reports/split.json")
+    stage("validate", "Great Expectations suite over the splits", _cmd_validate,
+          splits="data/split", raw="", report="reports/data_validation.json")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from surgvqa.params import load_params
+
+        args.func(args, load_params(args.params))
+    except SurgvqaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,103 @@
+"""Stage `categorize`: give every question a clinical stage (1-3) and write the per-image inline format.
+
+Two backends: `keyword` (deterministic rules, the embedded default) and `llm` (llm_categorizer.py). Both
+decide per unique question; the stage of a row is the stage of its question. The report states each
+backend's agreement with the hand-labelled gold stages (gold_stages.csv), so a backend change is measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from surgvqa.data import questions as Q
+from surgvqa.io import read_jsonl, write_json, write_jsonl
+from surgvqa.params import CategorizeParams
+
+# Keyword rules, first match wins. They follow the taxonomy's wording (quality control, procedure, artefacts
+# and text; diagnosis, treatment, relationships), so they also place questions outside the 19.
+# Patterns are regular expressions matched from a word start.
+STAGE_KEYWORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (3, ("removed", "diagnos", "treatment", "recommend", "significan", "relationship", "follow-up")),
+    (1, ("procedure", r"text\b", "artefact", "artifact", "quality", "blur", "easy to detect", "contain any finding")),
+)
+DEFAULT_STAGE = 2  # findings identification: abnormalities, instruments, landmarks, their attributes
+
+
+def keyword_stage(question: str) -> int:
+    """The stage the keyword rules give a question."""
+    text = question.lower()
+    for stage, words in STAGE_KEYWORDS:
+        if any(re.search(r"\b" + w, text) for w in words):
+            return stage
+    return DEFAULT_STAGE
+
+
+def assign_stages(unique_questions: list[str], params: CategorizeParams) -> list[dict]:
+    """One record per unique question: stage, whether the reply parsed, the raw reply (llm) and the gold stage."""
+    if params.backend == "llm":
+        from surgvqa.data.llm_categorizer import llm_stages
+
+        replies = llm_stages(unique_questions, params.llm)
+        decided = [(r.question, r.stage, r.parsed, r.raw_reply) for r in replies]
+    else:
+        decided = [(q, keyword_stage(q), True, "") for q in unique_questions]
+    return [{"question": q, "stage": s, "parsed": parsed, "raw_reply": reply, "gold_stage": Q.gold_stage(q)}
+            for q, s, parsed, reply in decided]
+
+
+def to_inline(rows: list[dict], stage_of: dict[str, int]) -> list[dict]:
+    """Group QA rows per image into the inline format: `Stage-N: question` lines in stage order + answers."""
+    by_image: dict[str, list[dict]] = {}
+    for r in rows:
+        by_image.setdefault(r["img_id"], []).append(r)
+    records = []
+    for img_id, qas in by_image.items():
+        qas = sorted(qas, key=lambda r: stage_of[r["question"]])  # stable: keeps the data's order within a stage
+        records.append({
+            "image": qas[0]["image"],
+            "img_id": img_id,
+            "source": qas[0]["source"],
+            "instruction": "\n".join(f"Stage-{stage_of[r['question']]}: {r['question']}" for r in qas),
+            "target": "\n".join(r["answer"] for r in qas),
+        })
+    return records
+
+
+def agreement_report(assignments: list[dict], rows: list[dict], backend: str) -> dict:
+    """Counts, stage shares over rows, unparsed replies and agreement with the gold stages."""
+    stage_of = {a["question"]: a["stage"] for a in assignments}
+    rows_per_stage = {s: 0 for s in (1, 2, 3)}
+    for r in rows:
+        rows_per_stage[stage_of[r["question"]]] += 1
+    gold = [a for a in assignments if a["gold_stage"] is not None]
+    agree = [a for a in gold if a["stage"] == a["gold_stage"]]
+    return {
+        "backend": backend,
+        "unique_questions": len(assignments),
+        "unparsed_replies": sum(1 for a in assignments if not a["parsed"]),
+        "rows": len(rows),
+        "rows_per_stage": {f"stage_{s}": n for s, n in rows_per_stage.items()},
+        "row_share_per_stage": {f"stage_{s}": round(n / max(len(rows), 1), 4) for s, n in rows_per_stage.items()},
+        "gold_questions": len(gold),
+        "gold_agreement": round(len(agree) / len(gold), 4) if gold else None,
+        "gold_disagreements": [{"question": a["question"], "stage": a["stage"], "gold_stage": a["gold_stage"]}
+                               for a in gold if a["stage"] != a["gold_stage"]],
+    }
+
+
+def run(qa_path: Path, out_dir: Path, report_path: Path, params: CategorizeParams) -> dict:
+    """Entry point: categorize the ingested QA table, write inline.jsonl, question_stages.csv and the report."""
+    rows = read_jsonl(Path(qa_path))
+    assignments = assign_stages(list(dict.fromkeys(r["question"] for r in rows)), params)
+    stage_of = {a["question"]: a["stage"] for a in assignments}
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "inline.jsonl", to_inline(rows, stage_of))
+    with (out_dir / "question_stages.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, ("question", "stage", "gold_stage", "parsed", "raw_reply"), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(assignments)
+    report = agreement_report(assignments, rows, params.backend)
+    write_json(Path(report_path), report)
+    return report

@@ -1,0 +1,42 @@
+"""Shared test helpers: tiny raw layouts built in tmp_path from the sample's own drawings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from surgvqa.data.sample import draw_scene
+from surgvqa.data.scene import sample_scene
+
+REPO = Path(__file__).resolve().parents[1]
+# No test may reach the network: DVC's usage report and the Hub stay off in every subprocess too.
+os.environ.update(DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
+
+def jpeg_bytes(index: int = 0) -> bytes:
+    """A real JPEG: the sample's drawing of image `index` (seed 0)."""
+    buf = io.BytesIO()
+    draw_scene(sample_scene(0, index)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_raw(raw_dir: Path, rows: list[tuple[str, str, str, str]], images: dict[str, bytes],
+              header: tuple[str, ...] = ("source", "question", "answer", "img_id")) -> Path:
+    """A raw layout with the given metadata rows and image files; returns raw_dir."""
+    (raw_dir / "images").mkdir(parents=True, exist_ok=True)
+    with (raw_dir / "metadata.csv").open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    for img_id, data in images.items():
+        (raw_dir / "images" / f"{img_id}.jpg").write_bytes(data)
+    return raw_dir
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

@@ -1,0 +1,91 @@
+import csv
+
+import pytest
+
+from surgvqa.data import questions as Q
+from surgvqa.data.categorize import agreement_report, assign_stages, keyword_stage, run, to_inline
+from surgvqa.data.llm_categorizer import parse_stage
+from surgvqa.io import read_jsonl, write_jsonl
+from surgvqa.params import CategorizeParams, LLMCategorizerParams
+from tests.tiny_models import build_tiny_causal_lm
+
+
+def test_keyword_backend_agrees_with_every_gold_label():
+    stages = assign_stages([q.text for q in Q.QUESTIONS], CategorizeParams())
+    report = agreement_report(stages, [{"question": q.text} for q in Q.QUESTIONS], "keyword")
+    assert report["gold_agreement"] == 1.0 and report["gold_disagreements"] == []
+    assert report["unparsed_replies"] == 0
+
+
+@pytest.mark.parametrize("question, stage", [
+    ("What is the diagnosis?", 3),
+    ("What treatment is recommended?", 3),
+    ("Is there any text visible in the image?", 1),
+    ("What is the image quality?", 1),
+    ("Is the texture of the mucosa granular?", 2),  # "texture" is not "text"
+    ("Where is the polyp located?", 2),
+])
+def test_keyword_rules_place_unseen_questions(question, stage):
+    assert keyword_stage(question) == stage
+
+
+def test_inline_format_orders_lines_by_stage_and_pairs_answers():
+    rows = [
+        {"img_id": "a", "image": "images/a.jpg", "source": "Polyps", "question": "Have all polyps been removed?",
+         "answer": "no"},
+        {"img_id": "a", "image": "images/a.jpg", "source": "Polyps", "question": "How many polyps are in the image?",
+         "answer": "2"},
+        {"img_id": "a", "image": "images/a.jpg", "source": "Polyps", "question": "Is there text?", "answer": "yes"},
+        {"img_id": "b", "image": "images/b.jpg", "source": "Normal", "question": "Is there text?", "answer": "no"},
+    ]
+    stage_of = {r["question"]: keyword_stage(r["question"]) for r in rows}
+    a, b = to_inline(rows, stage_of)
+    assert a == {"image": "images/a.jpg", "img_id": "a", "source": "Polyps",
+                 "instruction": "Stage-1: Is there text?\nStage-2: How many polyps are in the image?\n"
+                                "Stage-3: Have all polyps been removed?",
+                 "target": "yes\n2\nno"}
+    assert b["instruction"] == "Stage-1: Is there text?" and b["target"] == "no"
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Stage: 3", (3, True)),
+    ("Stage:2 because it is about findings", (2, True)),
+    ("I would say stage 1.", (1, True)),
+    ("Stage: 7, or maybe 3", (3, True)),
+    ("cannot tell", (2, False)),
+    ("", (2, False)),
+])
+def test_parse_then_fallback_then_default_counted_as_unparsed(reply, expected):
+    assert parse_stage(reply) == expected
+
+
+def test_llm_backend_calls_the_model_once_per_unique_question(tmp_path, monkeypatch):
+    from transformers.generation.utils import GenerationMixin
+
+    unique = [q.text for q in Q.QUESTIONS[:5]]
+    rows = [{"img_id": f"i{k}", "image": f"images/i{k}.jpg", "source": "Polyps", "question": unique[k % 5],
+             "answer": "yes"} for k in range(40)]
+    model_dir = build_tiny_causal_lm(tmp_path / "tiny-lm", unique)
+    prompts_seen: list[int] = []
+    real_generate = GenerationMixin.generate
+
+    def counting_generate(self, *args, **kwargs):
+        prompts_seen.append(kwargs["input_ids"].shape[0])
+        return real_generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", counting_generate)
+    params = CategorizeParams(backend="llm", llm=LLMCategorizerParams(model=str(model_dir), batch_size=2,
+                                                                      max_new_tokens=4))
+    write_jsonl(tmp_path / "qa.jsonl", rows)
+    report = run(tmp_path / "qa.jsonl", tmp_path / "out", tmp_path / "report.json", params)
+
+    assert prompts_seen == [2, 2, 1]  # 5 unique questions among 40 rows, batches of 2: one prompt each
+    with (tmp_path / "out" / "question_stages.csv").open(encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [t["question"] for t in table] == unique
+    for t in table:  # the raw reply is kept and the stage is what the parser makes of it
+        stage, parsed = parse_stage(t["raw_reply"])
+        assert (int(t["stage"]), t["parsed"] == "True") == (stage, parsed)
+    assert report["unparsed_replies"] == sum(1 for t in table if t["parsed"] == "False")
+    assert report["backend"] == "llm" and report["gold_questions"] == 5
+    assert len(read_jsonl(tmp_path / "out" / "inline.jsonl")) == 40
