@@ -40,3 +40,6 @@ def write_raw(raw_dir: Path, rows: list[tuple[str, str, str, str]], images: dict
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+from tests.model_fixtures import tiny_project  # noqa: E402,F401 - a session fixture shared by model/train tests

@@ -48,10 +48,27 @@ def test_data_import_from_csv(tmp_path, repo, capsys):
     assert report["skipped_by_reason"]["missing_image"] == 1
 
 
+DATA_STAGES = ("ingest", "categorize", "convert", "split", "validate")
+# The whole pipeline, scaled down so it runs in about two minutes: a smaller tiny model, a few steps a stage.
+SMALL = {"model": {"image_pixels": 3136, "tiny": {"pretrain_epochs": 1.0}},
+         "train": {"max_steps": 2, "batch_size": 4, "logging_steps": 1}}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for k, v in extra.items():
+        base[k] = _merge(base.get(k) or {}, v) if isinstance(v, dict) else v
+    return base
+
+
 @pytest.mark.slow
-def test_dvc_repro_runs_the_data_pipeline_and_is_reproducible(tmp_path, repo):
-    for name in ("dvc.yaml", "params.yaml", "data.dvc", ".dvcignore"):
+def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp_path, repo):
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    for name in ("dvc.yaml", "data.dvc", ".dvcignore"):
         shutil.copy(repo / name, tmp_path / name)
+    params = _merge(yaml.safe_load((repo / "params.yaml").read_text()), SMALL)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(repo / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     _sh([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path)
     _sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], tmp_path)
@@ -65,8 +82,25 @@ def test_dvc_repro_runs_the_data_pipeline_and_is_reproducible(tmp_path, repo):
     assert report["success"] and report["leaked_images"] == []
     assert sum(report["rows_per_split"].values()) == json.loads(
         (tmp_path / "reports" / "ingest.json").read_text())["rows_ok"]
-    # The lock file records the same output hashes as the committed one: the stages are deterministic.
-    assert (tmp_path / "dvc.lock").read_text() == (repo / "dvc.lock").read_text()
+    # The data stages record the same hashes as the committed lock file: they are deterministic.
+    lock, committed = (yaml.safe_load((d / "dvc.lock").read_text())["stages"] for d in (tmp_path, repo))
+    assert {s: lock[s] for s in DATA_STAGES} == {s: committed[s] for s in DATA_STAGES}
+
+    # Seven adapters, all verified, with the curriculum's parent chain in the MLflow store.
+    verified = json.loads((tmp_path / "reports" / "verify_adapters.json").read_text())
+    assert verified["adapters"] == verified["adapters_passed"] == 7
+    assert json.loads((tmp_path / "reports" / "versus_majority.json").read_text())["approaches"].keys() == {
+        "sequential", "curriculum", "baseline"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("surgvqa").experiment_id)
+    by_name = {r.data.tags["mlflow.runName"]: r for r in runs}
+    assert len(runs) == 7 and set(by_name) == {*(f"{a}-stage_{s}" for a in ("sequential", "curriculum")
+                                                 for s in (1, 2, 3)), "baseline"}
+    parent = {n: r.data.tags["parent_run_id"] for n, r in by_name.items()}
+    ids = {n: r.info.run_id for n, r in by_name.items()}
+    assert parent["curriculum-stage_3"] == ids["curriculum-stage_2"]
+    assert parent["curriculum-stage_2"] == ids["curriculum-stage_1"] and parent["curriculum-stage_1"] == "none"
+    assert all(parent[f"sequential-stage_{s}"] == "none" for s in (1, 2, 3)) and parent["baseline"] == "none"
 
     # Regenerating the sample changes nothing DVC can see; a second repro is a no-op.
     shutil.rmtree(tmp_path / "data" / "raw")

@@ -96,6 +96,61 @@ def _cmd_validate(args, params) -> None:
     run(Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.report), params.validate.stage_share)
 
 
+def _cmd_base(args, params) -> None:
+    from surgvqa.model.base import run
+
+    r = run(Path(args.out), Path(args.train), Path(args.raw or params.data.raw_dir), Path(args.report), params)
+    extra = f", pretraining {r['pretraining']}" if r.get("pretraining") else ""
+    print(f"base: {r['name']} ({r['kind']}), weights {r['content_hash'][:12]}{extra}")
+
+
+def _cmd_train(args, params) -> None:
+    from surgvqa.train.approaches import plan_stage
+    from surgvqa.train.stage import train_stage
+
+    plan = plan_stage(args.approach, args.stage, params.train, Path(args.models))
+    r = train_stage(plan, params, Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.base),
+                    Path(args.checkpoints))
+    print(f"train {plan.name}: {r['global_step']} steps, train loss {r['final_train_loss']:.4f}, val loss "
+          f"{r['val_loss']:.4f}, by stage {r['val_loss_by_stage']} -> {plan.out_dir} (MLflow run {r['mlflow_run_id']})")
+
+
+def _cmd_verify(args, params) -> None:
+    from surgvqa.train.verify import verify_adapter
+
+    reports = [verify_adapter(Path(a), params.model) for a in args.adapter]
+    for r in reports:
+        print(r.text())
+    if args.report:
+        from surgvqa.io import write_json
+
+        write_json(Path(args.report), {"adapters_passed": sum(r.ok for r in reports), "adapters": len(reports),
+                                       "checks": {str(r.adapter): {n: s for n, s, _ in r.checks} for r in reports}})
+    failed = [f"{r.adapter} ({r.failed_names()})" for r in reports if not r.ok]
+    if failed:
+        raise SurgvqaError(f"verification failed: {'; '.join(failed)}")
+
+
+def _cmd_sanity(args, params) -> None:
+    from surgvqa.train.sanity import sanity_overfit
+
+    r = sanity_overfit(params, Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.base))
+    print(f"sanity-overfit: loss {r['first_loss']:.3f} -> {r['final_loss']:.3f} in {r['steps']} steps "
+          f"(threshold {r['threshold']}): {'PASSED' if r['passed'] else 'FAILED'}")
+    if not r["passed"]:
+        raise SurgvqaError("the model could not overfit a few dozen examples: check the label masks and the "
+                           "learning rate (sanity.learning_rate)")
+
+
+def _cmd_versus_majority(args, params) -> None:
+    from surgvqa.evaluate.versus_majority import run
+
+    r = run(Path(args.models), Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.base),
+            Path(args.report), params)
+    print(f"test split, strict accuracy: majority baseline {r['majority_baseline']['overall']}; " + ", ".join(
+        f"{a} {v['overall']}" for a, v in r["approaches"].items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="surgvqa", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -132,6 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
           cxrtrek="data/cxrtrek/cxrtrek.jsonl", out="data/split", report="reports/split.json")
     stage("validate", "Great Expectations suite over the splits", _cmd_validate,
           splits="data/split", raw="", report="reports/data_validation.json")
+    stage("base", "build (tiny) or resolve (Hub id, path) the base model and record its lineage", _cmd_base,
+          train="data/split/train.jsonl", raw="", out="models/base", report="reports/base.json")
+    t = sub.add_parser("train", help="train one stage of one approach's adapter (LoRA or QLoRA)")
+    t.add_argument("--approach", required=True, choices=["sequential", "curriculum", "baseline"])
+    t.add_argument("--stage", type=int, help="1, 2 or 3 (sequential and curriculum)")
+    for flag, default in (("splits", "data/split"), ("raw", ""), ("base", "models/base"), ("models", "models"),
+                          ("checkpoints", "models/.checkpoints")):
+        t.add_argument(f"--{flag}", default=default or None, help=f"default: {default or 'from params'}")
+    t.set_defaults(func=_cmd_train)
+    v = sub.add_parser("verify-adapter", help="check an adapter: loads, LoRA-sized, frozen base, lineage, parent")
+    v.add_argument("adapter", nargs="+", help="adapter directories (each with lineage.json)")
+    v.add_argument("--report", help="also write the results as JSON here")
+    v.set_defaults(func=_cmd_verify)
+    stage("sanity-overfit", "train a fresh adapter on a few dozen examples; fails unless the loss collapses",
+          _cmd_sanity, splits="data/split", raw="", base="models/base")
+    stage("versus-majority", "answer the test split with every adapter; compare with the majority answer",
+          _cmd_versus_majority, models="models", splits="data/split", raw="", base="models/base",
+          report="reports/versus_majority.json")
     return p
 
 

@@ -15,35 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from surgvqa.data.taxonomy import DEFAULT_LLM_PROMPT  # noqa: F401 - re-exported: part of the params API
 from surgvqa.errors import SurgvqaError
-
-DEFAULT_LLM_PROMPT = """You are a medical AI assistant. Categorize the following question into one of three clinical stages:
-
-STAGE 1 - INITIAL ASSESSMENT: Quality control, procedure type identification, artifact detection
-Examples:
-- "What type of procedure is shown in the image?"
-- "Is there any text visible in the image?"
-- "Are there any artifacts present?"
-- "What is the image quality?"
-
-STAGE 2 - FINDINGS IDENTIFICATION: Abnormalities, instruments, anatomical landmarks
-Examples:
-- "What abnormality is visible?"
-- "Where is the polyp located?"
-- "What instruments are present?"
-- "Describe the anatomical landmarks"
-
-STAGE 3 - CLINICAL CONTEXT: Diagnosis, reasoning, relationships between findings
-Examples:
-- "What is the diagnosis?"
-- "What treatment is recommended?"
-- "Have all polyps been removed?"
-- "What is the clinical significance?"
-
-Question: {question}
-
-Respond with only: Stage: [1, 2, or 3]"""
-
 
 class ParamsError(SurgvqaError):
     """A params.yaml value that is missing, misspelt, of the wrong type or out of range."""
@@ -175,6 +148,163 @@ class ValidateParams:
     stage_share: StageShareBounds = field(default_factory=StageShareBounds)
 
 
+DEFAULT_PROMPT_TEMPLATE = "{question}\nQuestion type: {qtype}.{candidates}\nAnswer with the answer only."
+DEFAULT_CANDIDATES_TEMPLATE = "\nValid answers: {candidates}."
+DEFAULT_DESCRIBE_PROMPT = "Describe the image."
+
+
+@dataclass
+class TinyBaseParams:
+    """The embedded tiny Qwen2-VL: sizes, and the short description pretraining that stands in for a real VLM's."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 96
+    intermediate_size: int = 192
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    vision_layers: int = 2
+    vision_dim: int = 96
+    vision_heads: int = 4
+    pretrain_epochs: float = 30.0
+    pretrain_learning_rate: float = 3e-3
+    pretrain_batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        head_dim, rem = divmod(self.hidden_size, self.heads)
+        if rem or head_dim % 4 or self.heads % self.kv_heads:
+            raise ParamsError("hidden_size/heads: head_dim must be a whole multiple of 4 and heads a multiple of "
+                              f"kv_heads (got hidden_size {self.hidden_size}, heads {self.heads}, kv_heads {self.kv_heads})")
+        if self.vision_dim % self.vision_heads:
+            raise ParamsError(f"vision_dim: must be divisible by vision_heads, got {self.vision_dim}/{self.vision_heads}")
+        if self.pretrain_epochs < 0:
+            raise ParamsError(f"pretrain_epochs: must be >= 0, got {self.pretrain_epochs}")
+
+
+@dataclass
+class ModelParams:
+    """The base model: `tiny` (built offline) or a Hugging Face id or local path, and how to load it."""
+
+    base: str = "tiny"
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    quantize: Literal["none", "4bit"] = "none"
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    image_pixels: int = 168 * 168
+    trust_remote_code: bool = False
+    tiny: TinyBaseParams = field(default_factory=TinyBaseParams)
+
+    def __post_init__(self) -> None:
+        if self.image_pixels < 56 * 56:
+            raise ParamsError(f"image_pixels: must be at least 56*56 = 3136 (Qwen2-VL's minimum), got {self.image_pixels}")
+
+
+@dataclass
+class PromptParams:
+    """How a question becomes a prompt; candidate answers come from the training split only."""
+
+    template: str = DEFAULT_PROMPT_TEMPLATE
+    candidates_template: str = DEFAULT_CANDIDATES_TEMPLATE
+    system: str | None = None
+    describe: str = DEFAULT_DESCRIBE_PROMPT
+
+    def __post_init__(self) -> None:
+        if "{question}" not in self.template:
+            raise ParamsError("template: must contain the placeholder {question}")
+        if "{candidates}" not in self.candidates_template:
+            raise ParamsError("candidates_template: must contain the placeholder {candidates}")
+
+
+@dataclass
+class LoraParams:
+    """LoRA on the language model only: rank, scaling, dropout and the projection names it targets."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ParamsError(f"r and alpha: must be at least 1, got r={self.r}, alpha={self.alpha}")
+        _fraction("dropout", self.dropout)
+        if not self.target_modules:
+            raise ParamsError("target_modules: must name at least one projection")
+
+
+@dataclass
+class SizeTier:
+    """Hyperparameters for training sets up to `max_rows` rows (automatic sizing)."""
+
+    max_rows: int
+    r: int
+    alpha: int
+    epochs: float
+    batch_size: int
+    max_length: int
+
+
+def _default_tiers() -> list[SizeTier]:
+    return [SizeTier(2_000, 8, 16, 6.0, 8, 512), SizeTier(20_000, 16, 32, 3.0, 8, 1024),
+            SizeTier(10**9, 32, 64, 2.0, 16, 1024)]
+
+
+@dataclass
+class TrainParams:
+    """Supervised fine-tuning of one adapter per training stage, for all three approaches."""
+
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    stage_learning_rates: list[float] = field(default_factory=lambda: [5e-5, 3.5e-5, 2.5e-5])
+    sequential_learning_rate: float = 5e-5
+    baseline_learning_rate: float = 5e-5
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    logging_steps: int = 10
+    save_steps: int = 200
+    seed: int = 0
+    continuity_tolerance: float = 0.10
+    auto_size: bool = False
+    tiers: list[SizeTier] = field(default_factory=_default_tiers)
+
+    def __post_init__(self) -> None:
+        if len(self.stage_learning_rates) != 3 or min(self.stage_learning_rates) <= 0:
+            raise ParamsError(f"stage_learning_rates: must be three positive numbers, got {self.stage_learning_rates}")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.max_length < 16:
+            raise ParamsError("batch_size and grad_accum: must be >= 1, max_length >= 16")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ParamsError("epochs or max_steps: one must be positive")
+        if self.continuity_tolerance < 0:
+            raise ParamsError(f"continuity_tolerance: must be >= 0, got {self.continuity_tolerance}")
+        if [t.max_rows for t in self.tiers] != sorted(t.max_rows for t in self.tiers) or not self.tiers:
+            raise ParamsError("tiers: must be a non-empty list sorted by max_rows")
+
+
+@dataclass
+class SanityParams:
+    """The overfit check: a few dozen samples, a high learning rate, a loss it must get below."""
+
+    samples: int = 32
+    steps: int = 200
+    learning_rate: float = 5e-3
+    batch_size: int = 8
+    max_final_loss: float = 0.3
+
+
+@dataclass
+class TrackingParams:
+    """Where MLflow runs go: a local SQLite store by default (open it with `mlflow ui`)."""
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "surgvqa"
+
+
 @dataclass
 class Params:
     """All of params.yaml: one field per section."""
@@ -185,6 +315,12 @@ class Params:
     convert: ConvertParams = field(default_factory=ConvertParams)
     split: SplitParams = field(default_factory=SplitParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    prompt: PromptParams = field(default_factory=PromptParams)
+    lora: LoraParams = field(default_factory=LoraParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    sanity: SanityParams = field(default_factory=SanityParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:

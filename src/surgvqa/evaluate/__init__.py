@@ -1,0 +1,1 @@
+"""Evaluation: matching answers and measuring adapters."""

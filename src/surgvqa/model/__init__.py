@@ -1,0 +1,1 @@
+"""Base model, processor, prompts, SFT examples, LoRA and lineage."""

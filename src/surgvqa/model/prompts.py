@@ -1,0 +1,42 @@
+"""Prompts for supervised fine-tuning and inference: the question, its type and, for closed-set questions, the
+valid answers. Candidate sets come from the training split only, so nothing about val or test leaks in."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from surgvqa.data.questions import question_type
+from surgvqa.params import PromptParams
+
+# How each answer type is named in the prompt; multi-valued types say how to join several answers.
+QTYPE_WORDING = {
+    "yes_no": "yes/no",
+    "single_choice": "single choice",
+    "multiple_choice": "multiple choice, separate several with ;",
+    "colour": "colour, separate several with ;",
+    "location": "location, separate several with ;",
+    "count": "count",
+    "generic": "open",
+}
+
+
+def answer_atoms(answer: str) -> list[str]:
+    """The single values in an answer: `"red; pink"` -> `["red", "pink"]`; sizes join without a space."""
+    return [a.strip() for a in answer.split(";") if a.strip()]
+
+
+def candidate_sets(train_rows: list[dict]) -> dict[str, list[str]]:
+    """For each catalogue question, the sorted single values its training answers use (generic questions: none)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for row in train_rows:
+        if question_type(row["question"]) != "generic":
+            seen[row["question"]].update(answer_atoms(row["answer"]))
+    return {q: sorted(values) for q, values in sorted(seen.items())}
+
+
+def render_prompt(question: str, candidates: dict[str, list[str]], params: PromptParams) -> str:
+    """The user text for one question (the image goes before it in the chat message)."""
+    qtype = question_type(question)
+    values = candidates.get(question, [])
+    listing = params.candidates_template.format(candidates=", ".join(values)) if values else ""
+    return params.template.format(question=question, qtype=QTYPE_WORDING[qtype], candidates=listing)

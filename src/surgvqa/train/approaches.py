@@ -1,0 +1,77 @@
+"""The three training approaches as plans: which rows each training stage sees, its parent and learning rate.
+
+- sequential (CXRTrek): three specialists, each trained from the base on one stage's rows.
+- curriculum: one adapter continued across stages 1 -> 2 -> 3 (stage N loads stage N-1's adapter).
+- baseline: one adapter on every stage's rows, shuffled together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from surgvqa.errors import SurgvqaError
+from surgvqa.params import LoraParams, TrainParams
+
+APPROACHES = ("sequential", "curriculum", "baseline")
+STAGES = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What one training stage trains: rows of which stages, from which parent adapter, at what rate, into where."""
+
+    approach: str
+    stage: int | None
+    train_stages: tuple[int, ...]
+    learning_rate: float
+    parent: Path | None
+    out_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.approach if self.stage is None else f"{self.approach}/stage_{self.stage}"
+
+
+def adapter_dir(models_dir: Path, approach: str, stage: int | None) -> Path:
+    """Where an approach's adapter for a stage lives (baseline: one adapter, no stage)."""
+    return models_dir / approach if stage is None else models_dir / approach / f"stage_{stage}"
+
+
+def plan_stage(approach: str, stage: int | None, train: TrainParams, models_dir: Path) -> StagePlan:
+    """The plan of one training stage; refuses a stage the approach does not have."""
+    if approach not in APPROACHES:
+        raise SurgvqaError(f"unknown approach {approach!r}: choose one of {', '.join(APPROACHES)}")
+    if approach == "baseline":
+        if stage is not None:
+            raise SurgvqaError("the baseline trains one adapter on all stages: drop --stage")
+        return StagePlan(approach, None, STAGES, train.baseline_learning_rate, None, adapter_dir(models_dir, approach, None))
+    if stage not in STAGES:
+        raise SurgvqaError(f"{approach} needs --stage 1, 2 or 3 (got {stage})")
+    out = adapter_dir(models_dir, approach, stage)
+    if approach == "sequential":
+        return StagePlan(approach, stage, (stage,), train.sequential_learning_rate, None, out)
+    parent = adapter_dir(models_dir, approach, stage - 1) if stage > 1 else None
+    return StagePlan(approach, stage, (stage,), train.stage_learning_rates[stage - 1], parent, out)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The hyperparameters a training stage actually uses (from params, or from a size tier)."""
+
+    r: int
+    alpha: int
+    epochs: float
+    batch_size: int
+    max_length: int
+    tier: str
+
+
+def size_hyper(train_rows: int, train: TrainParams, lora: LoraParams) -> Hyper:
+    """Automatic sizing picks the first tier whose max_rows covers the training set; otherwise params as given."""
+    if not train.auto_size:
+        return Hyper(lora.r, lora.alpha, train.epochs, train.batch_size, train.max_length, "params")
+    for i, t in enumerate(train.tiers):
+        if train_rows <= t.max_rows:
+            return Hyper(t.r, t.alpha, t.epochs, t.batch_size, t.max_length, f"tier_{i}(<= {t.max_rows} rows)")
+    raise SurgvqaError(f"{train_rows} training rows exceed every train.tiers max_rows: add a larger tier")

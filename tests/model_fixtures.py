@@ -1,0 +1,43 @@
+"""A tiny project for model and training tests: a small grounded sample through the data stages, and a tiny
+Qwen2-VL base built from it (seconds, offline). Built once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from surgvqa.params import Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params(tmp: Path) -> Params:
+    """The repo's params with a smaller tiny model, short training and an MLflow store in tmp."""
+    p = load_params(REPO / "params.yaml")
+    p.model.tiny = dataclasses.replace(p.model.tiny, hidden_size=32, intermediate_size=64, vision_dim=32,
+                                       vocab_size=600, pretrain_epochs=2.0)
+    p.model.image_pixels = 56 * 56
+    p.train = dataclasses.replace(p.train, max_steps=4, batch_size=4, logging_steps=1, save_steps=2)
+    p.tracking = dataclasses.replace(p.tracking, uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> dict:
+    """{'root', 'raw', 'splits', 'base', 'params'}: 24 sample images split and a tiny base built from them."""
+    from surgvqa.data import categorize, convert, ingest, split
+    from surgvqa.data.sample import make_sample
+    from surgvqa.model.base import run as build_base
+
+    root = tmp_path_factory.mktemp("tiny_project")
+    params = tiny_params(root)
+    raw = root / "raw"
+    make_sample(raw, images=24, seed=1)
+    ingest.run(raw, root / "ingested", root / "r" / "ingest.json", 0.05)
+    categorize.run(root / "ingested" / "qa.jsonl", root / "categorized", root / "r" / "cat.json", params.categorize)
+    convert.run(root / "categorized" / "inline.jsonl", root / "cxrtrek", root / "r" / "convert.json", 0.0)
+    split.run(root / "cxrtrek" / "cxrtrek.jsonl", root / "split", root / "r" / "split.json", params.split)
+    build_base(root / "models" / "base", root / "split" / "train.jsonl", raw, root / "r" / "base.json", params)
+    return {"root": root, "raw": raw, "splits": root / "split", "base": root / "models" / "base", "params": params}
