@@ -6,7 +6,7 @@ import shutil
 import pytest
 from transformers import TrainerCallback
 
-from surgvqa.model.lineage import ADAPTER_WEIGHTS, read_lineage
+from surgvqa.model.lineage import ADAPTER_WEIGHTS, read_lineage, sha256_file
 from surgvqa.train.approaches import plan_stage
 from surgvqa.train.stage import train_stage
 from surgvqa.train.verify import verify_adapter
@@ -75,8 +75,7 @@ def test_verification_catches_a_swapped_parent_and_an_unchanged_continuation(tin
     assert not report.ok and "parent hash" in report.failed_names()
 
     shutil.copy(stage_2 / ADAPTER_WEIGHTS, copy / "curriculum" / "stage_1" / ADAPTER_WEIGHTS)
-    lineage["parent"]["adapter_sha256"] = __import__("surgvqa.model.lineage", fromlist=["x"]).sha256_file(
-        stage_2 / ADAPTER_WEIGHTS)
+    lineage["parent"]["adapter_sha256"] = sha256_file(stage_2 / ADAPTER_WEIGHTS)
     (stage_2 / "lineage.json").write_text(json.dumps(lineage))
     report = verify_adapter(stage_2, tiny_project["params"].model)
     assert report.failed_names() == "differs from parent"
