@@ -264,6 +264,7 @@ class TrainParams:
     stage_learning_rates: list[float] = field(default_factory=lambda: [5e-5, 3.5e-5, 2.5e-5])
     sequential_learning_rate: float = 5e-5
     baseline_learning_rate: float = 5e-5
+    curriculum_replay: float = 0.0
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     logging_steps: int = 10
@@ -280,6 +281,8 @@ class TrainParams:
             raise ParamsError("batch_size and grad_accum: must be >= 1, max_length >= 16")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ParamsError("epochs or max_steps: one must be positive")
+        if not 0.0 <= self.curriculum_replay <= 1.0:
+            raise ParamsError(f"curriculum_replay: must be a share in [0, 1], got {self.curriculum_replay}")
         if self.continuity_tolerance < 0:
             raise ParamsError(f"continuity_tolerance: must be >= 0, got {self.continuity_tolerance}")
         if [t.max_rows for t in self.tiers] != sorted(t.max_rows for t in self.tiers) or not self.tiers:

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.params import LoraParams, SizeTier, TrainParams
-from surgvqa.train.approaches import plan_stage, size_hyper
+from surgvqa.params import LoraParams, ParamsError, SizeTier, TrainParams
+from surgvqa.train.approaches import plan_rows, plan_stage, size_hyper
 
 M = Path("models")
 
@@ -23,6 +23,37 @@ def test_plans_of_the_three_approaches():
         plan_stage("baseline", 2, t, M)
     with pytest.raises(SurgvqaError, match="--stage 1, 2 or 3"):
         plan_stage("curriculum", 4, t, M)
+
+
+def _rows(counts: dict[int, int]) -> list[dict]:
+    return [{"id": f"{s}-{i}", "stage_id": s} for s, n in counts.items() for i in range(n)]
+
+
+def test_pure_curriculum_and_sequential_train_on_their_own_stage_only():
+    rows = _rows({1: 10, 2: 20, 3: 4})
+    for approach in ("curriculum", "sequential"):
+        for s in (1, 2, 3):
+            plan = plan_stage(approach, s, TrainParams(), M)
+            assert plan.replay_stages == () and {r["stage_id"] for r in plan_rows(plan, rows, 0)} == {s}
+    assert len(plan_rows(plan_stage("baseline", None, TrainParams(), M), rows, 0)) == 34
+
+
+def test_curriculum_replay_adds_a_seeded_share_of_every_earlier_stage():
+    rows = _rows({1: 10, 2: 20, 3: 4})
+    t = TrainParams(curriculum_replay=0.3)
+    assert plan_stage("curriculum", 1, t, M).replay_stages == ()
+    assert plan_stage("sequential", 3, t, M).replay_stages == ()  # replay is the curriculum's alone
+    got2 = plan_rows(plan_stage("curriculum", 2, t, M), rows, seed=0)
+    got3 = plan_rows(plan_stage("curriculum", 3, t, M), rows, seed=0)
+    count = lambda got, s: sum(r["stage_id"] == s for r in got)  # noqa: E731
+    assert [count(got2, s) for s in (1, 2, 3)] == [3, 20, 0]
+    assert [count(got3, s) for s in (1, 2, 3)] == [3, 6, 4]
+    assert [r for r in got3 if r["stage_id"] == 1] == [r for r in got2 if r["stage_id"] == 1]  # same rehearsal rows
+    assert got2 == plan_rows(plan_stage("curriculum", 2, t, M), rows, seed=0)
+    assert got2 != plan_rows(plan_stage("curriculum", 2, t, M), rows, seed=1)
+    assert len({r["id"] for r in got3}) == len(got3)  # no row twice
+    with pytest.raises(ParamsError, match="curriculum_replay"):
+        TrainParams(curriculum_replay=1.5)
 
 
 def test_automatic_sizing_picks_the_first_covering_tier():

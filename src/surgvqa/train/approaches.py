@@ -1,12 +1,15 @@
 """The three training approaches as plans: which rows each training stage sees, its parent and learning rate.
 
 - sequential (CXRTrek): three specialists, each trained from the base on one stage's rows.
-- curriculum: one adapter continued across stages 1 -> 2 -> 3 (stage N loads stage N-1's adapter).
+- curriculum: one adapter continued across stages 1 -> 2 -> 3 (stage N loads stage N-1's adapter). With
+  `train.curriculum_replay` > 0, stage N also rehearses that share of every earlier stage's rows (README:
+  "Curriculum and forgetting"); 0 is the pure curriculum.
 - baseline: one adapter on every stage's rows, shuffled together.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,8 @@ class StagePlan:
     learning_rate: float
     parent: Path | None
     out_dir: Path
+    replay_stages: tuple[int, ...] = ()
+    replay_share: float = 0.0
 
     @property
     def name(self) -> str:
@@ -52,7 +57,20 @@ def plan_stage(approach: str, stage: int | None, train: TrainParams, models_dir:
     if approach == "sequential":
         return StagePlan(approach, stage, (stage,), train.sequential_learning_rate, None, out)
     parent = adapter_dir(models_dir, approach, stage - 1) if stage > 1 else None
-    return StagePlan(approach, stage, (stage,), train.stage_learning_rates[stage - 1], parent, out)
+    replay = tuple(range(1, stage)) if train.curriculum_replay > 0 else ()
+    return StagePlan(approach, stage, (stage,), train.stage_learning_rates[stage - 1], parent, out,
+                     replay, train.curriculum_replay if replay else 0.0)
+
+
+def plan_rows(plan: StagePlan, rows: list[dict], seed: int) -> list[dict]:
+    """The rows a stage trains on: its own stages' rows, then a seeded replay share of each earlier stage's rows."""
+    own = [r for r in rows if r["stage_id"] in plan.train_stages]
+    replayed = []
+    for s in plan.replay_stages:
+        earlier = [r for r in rows if r["stage_id"] == s]
+        # Seeded per stage so stage 3 rehearses the same stage-1 rows whatever stage 2's row count is.
+        replayed += random.Random(f"{seed}:{s}").sample(earlier, round(plan.replay_share * len(earlier)))
+    return own + replayed
 
 
 @dataclass(frozen=True)

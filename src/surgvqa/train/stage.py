@@ -18,7 +18,7 @@ from surgvqa.model.lineage import (ADAPTER_WEIGHTS, git_commit, read_lineage, sh
 from surgvqa.model.prompts import candidate_sets, render_prompt
 from surgvqa.model.sft import Collator, Example, SFTDataset, image_of
 from surgvqa.params import Params
-from surgvqa.train.approaches import STAGES, Hyper, StagePlan, size_hyper
+from surgvqa.train.approaches import STAGES, Hyper, StagePlan, plan_rows, size_hyper
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -67,7 +67,9 @@ def train_stage(plan: StagePlan, params: Params, splits_dir: Path, raw_dir: Path
 
     train_rows, val_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "val.jsonl")
     candidates = candidate_sets(train_rows)  # from the training split only
-    train_ex = stage_examples(train_rows, plan.train_stages, raw_dir, candidates, params)
+    rows = plan_rows(plan, train_rows, params.train.seed)
+    train_ex = stage_examples(rows, STAGES, raw_dir, candidates, params)
+    replayed = len(rows) - sum(r["stage_id"] in plan.train_stages for r in rows)
     val_by_stage = {s: stage_examples(val_rows, (s,), raw_dir, candidates, params) for s in STAGES}
     own_val = stage_examples(val_rows, plan.train_stages, raw_dir, candidates, params)
     if not train_ex or not own_val:
@@ -116,7 +118,8 @@ def train_stage(plan: StagePlan, params: Params, splits_dir: Path, raw_dir: Path
         if not resume_run:
             tracking.log_params({"approach": plan.approach, "stage": plan.stage or "all",
                                  "train_stages": list(plan.train_stages), "learning_rate": plan.learning_rate,
-                                 "train_rows": len(train_ex), "trainable_parameters": trainable,
+                                 "train_rows": len(train_ex), "replay_rows": replayed,
+                                 "replay_stages": list(plan.replay_stages), "trainable_parameters": trainable,
                                  "hyper": vars(hp), "train": vars(params.train) | {"tiers": "see params.yaml"},
                                  "lora": vars(params.lora), "quantization": quantization})
         continuity = _continuity(plan, parent, val_by_stage, val_loss, params.train.continuity_tolerance)
@@ -137,7 +140,8 @@ def train_stage(plan: StagePlan, params: Params, splits_dir: Path, raw_dir: Path
             "parent": None if not parent else {"path": str(plan.parent), "adapter_sha256": parent["adapter_sha256"],
                                                 "mlflow_run_id": parent["mlflow_run_id"]},
             "data": {"train_file": str(splits_dir / "train.jsonl"), "sha256": sha256_file(splits_dir / "train.jsonl"),
-                     "rows": len(train_ex)},
+                     "rows": len(train_ex), "replay_rows": replayed, "replay_stages": list(plan.replay_stages),
+                     "replay_share": plan.replay_share},
             "params": {"learning_rate": plan.learning_rate, "hyper": vars(hp), "lora_dropout": params.lora.dropout,
                        "target_modules": params.lora.target_modules, "seed": params.train.seed,
                        "prompt_template": params.prompt.template},
