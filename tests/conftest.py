@@ -42,4 +42,4 @@ def repo() -> Path:
     return REPO
 
 
-from tests.model_fixtures import tiny_project  # noqa: E402,F401 - a session fixture shared by model/train tests
+from tests.model_fixtures import tiny_adapters, tiny_project  # noqa: E402,F401 - session fixtures for model tests

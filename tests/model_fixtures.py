@@ -41,3 +41,17 @@ def tiny_project(tmp_path_factory) -> dict:
     split.run(root / "cxrtrek" / "cxrtrek.jsonl", root / "split", root / "r" / "split.json", params.split)
     build_base(root / "models" / "base", root / "split" / "train.jsonl", raw, root / "r" / "base.json", params)
     return {"root": root, "raw": raw, "splits": root / "split", "base": root / "models" / "base", "params": params}
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_project) -> Path:
+    """All seven adapters of the three approaches, trained a few steps each, beside the tiny base."""
+    from surgvqa.train.approaches import plan_stage
+    from surgvqa.train.stage import train_stage
+
+    tp, models = tiny_project, tiny_project["base"].parent
+    for approach, stage in [("sequential", 1), ("sequential", 2), ("sequential", 3), ("curriculum", 1),
+                            ("curriculum", 2), ("curriculum", 3), ("baseline", None)]:
+        plan = plan_stage(approach, stage, tp["params"].train, models)
+        train_stage(plan, tp["params"], tp["splits"], tp["raw"], tp["base"], models / ".checkpoints")
+    return models

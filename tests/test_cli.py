@@ -89,13 +89,19 @@ def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp
     # Seven adapters, all verified, with the curriculum's parent chain in the MLflow store.
     verified = json.loads((tmp_path / "reports" / "verify_adapters.json").read_text())
     assert verified["adapters"] == verified["adapters_passed"] == 7
-    assert json.loads((tmp_path / "reports" / "versus_majority.json").read_text())["approaches"].keys() == {
-        "sequential", "curriculum", "baseline"}
+    # Every approach evaluated, and compared side by side.
+    for approach in ("sequential", "curriculum", "baseline"):
+        metrics = json.loads((tmp_path / "reports" / "eval" / approach / "metrics.json").read_text())
+        assert metrics["approach"] == approach and 0 <= metrics["strict_overall"] <= metrics["lenient_overall"]
+    assert "| sequential vs baseline |" in (tmp_path / "reports" / "compare.md").read_text()
+    assert (tmp_path / "reports" / "charts" / "forgetting.png").is_file()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs(client.get_experiment_by_name("surgvqa").experiment_id)
-    by_name = {r.data.tags["mlflow.runName"]: r for r in runs}
-    assert len(runs) == 7 and set(by_name) == {*(f"{a}-stage_{s}" for a in ("sequential", "curriculum")
-                                                 for s in (1, 2, 3)), "baseline"}
+    by_name = {r.data.tags["mlflow.runName"]: r for r in runs if "kind" not in r.data.tags}
+    assert len(runs) == 7 + 3 + 1 and set(by_name) == {*(f"{a}-stage_{s}" for a in ("sequential", "curriculum")
+                                                         for s in (1, 2, 3)), "baseline"}
+    assert {r.data.tags["mlflow.runName"] for r in runs if "kind" in r.data.tags} == {
+        "evaluate-sequential", "evaluate-curriculum", "evaluate-baseline", "compare"}
     parent = {n: r.data.tags["parent_run_id"] for n, r in by_name.items()}
     ids = {n: r.info.run_id for n, r in by_name.items()}
     assert parent["curriculum-stage_3"] == ids["curriculum-stage_2"]

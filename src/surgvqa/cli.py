@@ -142,13 +142,23 @@ def _cmd_sanity(args, params) -> None:
                            "learning rate (sanity.learning_rate)")
 
 
-def _cmd_versus_majority(args, params) -> None:
-    from surgvqa.evaluate.versus_majority import run
+def _cmd_evaluate(args, params) -> None:
+    from surgvqa.evaluate.evaluate import run
 
-    r = run(Path(args.models), Path(args.splits), Path(args.raw or params.data.raw_dir), Path(args.base),
-            Path(args.report), params)
-    print(f"test split, strict accuracy: majority baseline {r['majority_baseline']['overall']}; " + ", ".join(
-        f"{a} {v['overall']}" for a, v in r["approaches"].items()))
+    r = run(args.approach, Path(args.models), Path(args.splits), Path(args.raw or params.data.raw_dir),
+            Path(args.stage_table), Path(args.out) / args.approach, params)
+    for mode, s in r["modes"].items():
+        lo, hi = s["overall"]["strict_ci"]
+        print(f"{args.approach} ({mode}): strict {s['overall']['strict']:.3f} [{lo:.3f}, {hi:.3f}], lenient "
+              f"{s['overall']['lenient']:.3f}, majority answer {s['overall']['majority']:.3f} on {s['overall']['n']} items")
+
+
+def _cmd_compare(args, params) -> None:
+    from surgvqa.evaluate.compare import run
+
+    r = run(Path(args.eval), Path(args.out), Path(args.metrics), Path(args.charts), params)
+    print(f"compare ({r['mode']} mode), strict: " + ", ".join(
+        f"{a} {s['overall']['strict']:.3f}" for a, s in r["approaches"].items()) + f"; table in {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,9 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_verify)
     stage("sanity-overfit", "train a fresh adapter on a few dozen examples; fails unless the loss collapses",
           _cmd_sanity, splits="data/split", raw="", base="models/base")
-    stage("versus-majority", "answer the test split with every adapter; compare with the majority answer",
-          _cmd_versus_majority, models="models", splits="data/split", raw="", base="models/base",
-          report="reports/versus_majority.json")
+    e = sub.add_parser("evaluate", help="answer the test split with one approach's adapters; score it strictly")
+    e.add_argument("--approach", required=True, choices=["sequential", "curriculum", "baseline"])
+    for flag, default in (("models", "models"), ("splits", "data/split"), ("raw", ""),
+                          ("stage-table", "data/categorized/question_stages.csv"), ("out", "reports/eval")):
+        e.add_argument(f"--{flag}", default=default or None, help=f"default: {default or 'from params'}")
+    e.set_defaults(func=_cmd_evaluate)
+    stage("compare", "the approaches side by side: table, paired tests, charts", _cmd_compare,
+          eval="reports/eval", out="reports/compare.md", metrics="reports/compare.json", charts="reports/charts")
     return p
 
 

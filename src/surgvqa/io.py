@@ -53,6 +53,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def read_json(path: Path) -> dict:
+    """Read a JSON report, with an error that says how to produce a missing one."""
+    if not path.is_file():
+        raise SurgvqaError(f"{path} does not exist: run the stage that writes it first (dvc repro)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SurgvqaError(f"{path}: not valid JSON ({e})") from e
+
+
 def write_json(path: Path, obj: dict) -> None:
     """Write a JSON report, pretty and with sorted keys so DVC diffs stay readable."""
     path.parent.mkdir(parents=True, exist_ok=True)

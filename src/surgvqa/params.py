@@ -308,6 +308,42 @@ class TrackingParams:
     experiment: str = "surgvqa"
 
 
+DEFAULT_CONTEXT_TEMPLATE = "Previous context:\n{context}\n\n{prompt}"
+DEFAULT_CONTEXT_LINE = "Q: {question}\nA: {answer}"
+
+
+@dataclass
+class EvalParams:
+    """How the test split is answered and scored (README: "Evaluation")."""
+
+    decoding: Literal["constrained", "score", "free"] = "constrained"
+    modes: list[str] = field(default_factory=lambda: ["sequential", "independent"])
+    batch_size: int = 16
+    open_max_new_tokens: int = 16
+    max_length: int = 4096
+    context_template: str = DEFAULT_CONTEXT_TEMPLATE
+    context_line: str = DEFAULT_CONTEXT_LINE
+    lenient_threshold: float = 0.7
+    numeric_tolerance: float = 0.0
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.modes or set(self.modes) - {"sequential", "independent"}:
+            raise ParamsError(f"modes: a non-empty list of sequential and/or independent, got {self.modes}")
+        if "{context}" not in self.context_template or "{prompt}" not in self.context_template:
+            raise ParamsError("context_template: must contain the placeholders {context} and {prompt}")
+        if "{question}" not in self.context_line or "{answer}" not in self.context_line:
+            raise ParamsError("context_line: must contain the placeholders {question} and {answer}")
+        if self.batch_size < 1 or self.open_max_new_tokens < 1:
+            raise ParamsError("batch_size and open_max_new_tokens: must be >= 1")
+        if not 0 < self.lenient_threshold <= 1 or not 0 < self.confidence < 1:
+            raise ParamsError("lenient_threshold: must be in (0, 1]; confidence: in (0, 1)")
+        if self.numeric_tolerance < 0 or self.bootstrap_samples < 100:
+            raise ParamsError("numeric_tolerance: must be >= 0; bootstrap_samples: >= 100")
+
+
 @dataclass
 class Params:
     """All of params.yaml: one field per section."""
@@ -323,6 +359,7 @@ class Params:
     lora: LoraParams = field(default_factory=LoraParams)
     train: TrainParams = field(default_factory=TrainParams)
     sanity: SanityParams = field(default_factory=SanityParams)
+    evaluate: EvalParams = field(default_factory=EvalParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 
 

@@ -63,6 +63,13 @@ def log_dir(path: Path, artifact_path: str) -> None:
     mlflow.log_artifacts(str(path), artifact_path=artifact_path)
 
 
+def log_file(path: Path, artifact_path: str) -> None:
+    """Copy one file (a report, a chart) into the active run's artifacts."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
 class StepMetrics(TrainerCallback):
     """Sends the Trainer's per-step loss, learning rate and gradient norm to the active MLflow run."""
 

@@ -84,3 +84,20 @@ def test_qlora_trains_on_cpu_with_vision_and_head_unquantized(tiny_project):
     losses = _steps(model, _batch(tiny_project, processor), n=3, eval_between=True)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(lora_b[n], p) for n, p in model.named_parameters() if n in lora_b)
+
+
+def test_a_fresh_adapter_is_the_same_whatever_ran_before(tiny_project):
+    """LoRA's A matrices are random: seeded, two runs start from the same adapter (rerun = same weights)."""
+    import torch
+
+    from surgvqa.model.base import base_record, load_base
+
+    weights = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # whatever an earlier step left in the global generator
+        torch.rand(3)
+        model, _ = load_base(base_record(tiny_project["base"]), tiny_project["params"].model)
+        lora = new_adapter(model, tiny_project["params"].lora, seed=7)
+        weights.append({n: p.detach().clone() for n, p in lora.named_parameters() if "lora_A" in n})
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 0
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])

@@ -7,6 +7,7 @@ One place for facts about the real dataset, so the sample generator, the categor
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -78,13 +79,29 @@ Q_POLYP_COUNT = "How many polyps are in the image?"
 Q_INSTRUMENT_COUNT = "How many instrumnets are in the image?"
 
 
+def _key(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+# Other case or spacing, and the typo fixed ("instruments"), still name the same catalogue question.
+_BY_KEY: dict[str, Question] = {_key(q.text): q for q in QUESTIONS} | {
+    _key(Q_INSTRUMENT_COUNT.replace("instrumnets", "instruments")): BY_TEXT[Q_INSTRUMENT_COUNT]}
+
+
+def canonical_question(text: str) -> str:
+    """The catalogue's verbatim text for a question written with other case, spacing or the typo fixed;
+    a question outside the catalogue comes back with its white space collapsed."""
+    q = _BY_KEY.get(_key(text))
+    return q.text if q else re.sub(r"\s+", " ", text).strip()
+
+
 def question_type(text: str) -> str:
     """The answer type of a question; questions outside the catalogue are `generic`."""
-    q = BY_TEXT.get(text.strip())
+    q = _BY_KEY.get(_key(text))
     return q.qtype if q else "generic"
 
 
 def gold_stage(text: str) -> int | None:
     """The hand-labelled stage of a catalogue question, or None for a question outside it."""
-    q = BY_TEXT.get(text.strip())
+    q = _BY_KEY.get(_key(text))
     return q.gold_stage if q else None

@@ -1,16 +1,19 @@
-"""Batched greedy answers from one base model with several adapters loaded by name.
+"""Batch-level inference on one base model with several adapters loaded by name.
 
-One copy of the base stays in memory; `set_adapter` switches between adapters, and everything runs under
-`torch.inference_mode()` (set_adapter marks the active adapter trainable, which must not matter here).
+One copy of the base stays in memory; `set_adapter` switches between adapters, and callers run everything
+under `torch.inference_mode()` (set_adapter marks the active adapter trainable, which must not matter then).
+Three decoding rules, all greedy: free generation, generation constrained to a prefix tree of candidates,
+and scoring every candidate by its log-likelihood in one forward pass.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
-from tqdm import tqdm
-
-from surgvqa.model.sft import Example, chat_text, load_image
+from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
+from surgvqa.model.processor import END_OF_TURN
+from surgvqa.model.sft import Collator, Example, chat_text, encode, load_image
 
 
 def load_adapters(base_model, adapters: dict[str, Path]):
@@ -25,24 +28,101 @@ def load_adapters(base_model, adapters: dict[str, Path]):
     return model
 
 
-def generate_answers(model, processor, examples: list[Example], adapter: str | None, batch_size: int = 16,
-                     max_new_tokens: int = 24, system: str | None = None, desc: str = "answering") -> list[str]:
-    """Greedy answers for examples (left-padded batches), with `adapter` active (None: the model as it is)."""
-    import torch
+def _device(model):
+    return next(model.parameters()).device
 
-    if adapter is not None:
-        model.set_adapter(adapter)
+
+class ImageCache:
+    """The image grid and vision-tower features of recently seen images, least recently used dropped first.
+
+    A test image carries about nine questions, answered over three stage passes and two modes; without the
+    cache the processor and the vision tower would redo it each time. The features do not depend on the
+    adapter, since LoRA sits in the language model only. `size` bounds memory on the full dataset.
+    """
+
+    def __init__(self, size: int = 128):
+        self.size = size
+        self._seen: OrderedDict[Path, tuple] = OrderedDict()
+
+    def features(self, model, processor, images: list[Path]) -> dict[Path, tuple]:
+        """(image_grid_thw, features) for each distinct image, computing the ones not cached in one call."""
+        import torch
+
+        missing = [img for img in dict.fromkeys(images) if img not in self._seen]
+        if missing:
+            pixels = [processor.image_processor(images=[load_image(img)], return_tensors="pt") for img in missing]
+            grids = torch.cat([p["image_grid_thw"] for p in pixels])
+            device = _device(model)
+            feats = model.get_image_features(torch.cat([p["pixel_values"] for p in pixels]).to(device),
+                                             grids.to(device), return_dict=True).pooler_output
+            for img, grid, f in zip(missing, grids, feats):
+                self._seen[img] = (grid.unsqueeze(0), f)
+        out = {}
+        for img in dict.fromkeys(images):
+            self._seen.move_to_end(img)
+            out[img] = self._seen[img]
+        while len(self._seen) > max(self.size, len(out)):
+            self._seen.popitem(last=False)
+        return out
+
+
+def encode_prompts(model, processor, prompts: list[tuple[Path, str]], system: str | None,
+                   cache: ImageCache | None = None) -> dict:
+    """Left-padded model inputs for (image, prompt) pairs, each distinct image preprocessed and seen by the
+    vision tower once (and not again while it stays in `cache`).
+
+    The vision features go to generate() as `mm_encoder_outputs`. Token ids equal what
+    `processor(text, images)` returns (tests/infer/test_generate.py checks it).
+    """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
     tok = processor.tokenizer
     tok.padding_side = "left"  # generation appends on the right, so padding must sit on the left
-    device = next(model.parameters()).device
-    answers: list[str] = []
-    with torch.inference_mode(), tqdm(total=len(examples), desc=desc, unit="QA", dynamic_ncols=True) as bar:
-        for i in range(0, len(examples), batch_size):
-            batch = examples[i: i + batch_size]
-            enc = processor(text=[chat_text(processor, e.prompt, system) for e in batch],
-                            images=[load_image(e.image) for e in batch], padding=True, return_tensors="pt").to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            answers += [a.strip() for a in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-            bar.update(len(batch))
-    return answers
+    device = _device(model)
+    seen = (cache or ImageCache(0)).features(model, processor, [img for img, _ in prompts])
+    texts = [chat_text(processor, p, system).replace(
+        processor.image_token, processor.replace_image_token({"image_grid_thw": seen[img][0]}, 0), 1)
+        for img, p in prompts]
+    enc = tok(texts, padding=True)
+    return {"input_ids": torch.tensor(enc["input_ids"], device=device),
+            "attention_mask": torch.tensor(enc["attention_mask"], device=device),
+            "mm_token_type_ids": torch.tensor(processor.create_mm_token_type_ids(enc["input_ids"]), device=device),
+            "image_grid_thw": torch.cat([seen[img][0] for img, _ in prompts]).to(device),
+            "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
+                pooler_output=tuple(seen[img][1] for img, _ in prompts))}}
+
+
+def generate_batch(model, processor, prompts: list[tuple[Path, str]], system: str | None, max_new_tokens: int,
+                   tries: list[CandidateTrie] | None = None, cache: ImageCache | None = None) -> list[str]:
+    """Greedy answers for (image, prompt) pairs in one left-padded batch; with `tries`, row i stays in tries[i]."""
+    tok = processor.tokenizer
+    enc = encode_prompts(model, processor, prompts, system, cache)
+    end_id = tok.convert_tokens_to_ids(END_OF_TURN)
+    width = enc["input_ids"].shape[1]
+    constraint = prefix_allowed_fn(tries, width, end_id, tok.pad_token_id) if tries is not None else None
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                         prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id, eos_token_id=end_id)
+    return [a.strip() for a in tok.batch_decode(out[:, width:], skip_special_tokens=True)]
+
+
+def score_batch(model, processor, pairs: list[tuple[Path, str, str]], system: str | None, max_length: int) -> list[float]:
+    """Sum of the log-probabilities of each (image, prompt, candidate)'s answer tokens, in one forward pass.
+
+    Encoded with the training encoder, so the scored tokens are exactly the ones training put loss on. The batch
+    is left-padded, so every answer ends at the last position and only the last few positions need logits
+    (a full [batch, length, vocabulary] tensor is gigabytes on the real model).
+    """
+    import torch
+
+    batch = Collator(processor.tokenizer.pad_token_id, left=True)(
+        [encode(processor, Example(img, prompt, cand), max_length, system) for img, prompt, cand in pairs])
+    labels = batch.pop("labels")
+    keep = int((labels != -100).sum(dim=1).max()) + 1
+    device = _device(model)
+    logits = model(**{k: v.to(device) for k, v in batch.items()}, logits_to_keep=keep).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    target = labels[:, -keep + 1:].to(device)
+    mask = target != -100
+    token_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_logp * mask).sum(dim=1).tolist()

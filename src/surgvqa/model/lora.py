@@ -19,10 +19,14 @@ def target_regex(modules: list[str]) -> str:
     return rf"^(.*\.)?language_model\..*\.({names})$"
 
 
-def new_adapter(model, p: LoraParams, r: int | None = None, alpha: int | None = None):
+def new_adapter(model, p: LoraParams, r: int | None = None, alpha: int | None = None, seed: int = 0):
     """Wrap `model` with a fresh LoRA adapter (named `default`); only its A/B matrices are trainable."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
+    # The A matrices are drawn here, before the Trainer seeds anything: without this, every run (and every
+    # test order) starts from another adapter.
+    torch.manual_seed(seed)
     config = LoraConfig(r=r or p.r, lora_alpha=alpha or p.alpha, lora_dropout=p.dropout,
                         target_modules=target_regex(p.target_modules), bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)

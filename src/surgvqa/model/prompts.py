@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from surgvqa.data.questions import question_type
+from surgvqa.data.questions import canonical_question, question_type
 from surgvqa.params import PromptParams
 
 # How each answer type is named in the prompt; multi-valued types say how to join several answers.
@@ -30,13 +30,13 @@ def candidate_sets(train_rows: list[dict]) -> dict[str, list[str]]:
     seen: dict[str, set[str]] = defaultdict(set)
     for row in train_rows:
         if question_type(row["question"]) != "generic":
-            seen[row["question"]].update(answer_atoms(row["answer"]))
+            seen[canonical_question(row["question"])].update(answer_atoms(row["answer"]))
     return {q: sorted(values) for q, values in sorted(seen.items())}
 
 
 def render_prompt(question: str, candidates: dict[str, list[str]], params: PromptParams) -> str:
     """The user text for one question (the image goes before it in the chat message)."""
     qtype = question_type(question)
-    values = candidates.get(question, [])
+    values = candidates.get(canonical_question(question), [])
     listing = params.candidates_template.format(candidates=", ".join(values)) if values else ""
     return params.template.format(question=question, qtype=QTYPE_WORDING[qtype], candidates=listing)

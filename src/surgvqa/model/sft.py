@@ -88,22 +88,26 @@ class SFTDataset(torch.utils.data.Dataset):
 
 @dataclass
 class Collator:
-    """Right-pads a batch: pad id in input_ids, 0 in the attention mask, -100 in the labels."""
+    """Pads a batch (right for training, left for scoring): pad id in input_ids, 0 in the mask, -100 in labels."""
 
     pad_id: int
+    left: bool = False
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["input_ids"]) for b in batch)
 
+        def span(n: int) -> slice:
+            return slice(width - n, width) if self.left else slice(0, n)
+
         def pad(key: str, value: int) -> torch.Tensor:
             out = torch.full((len(batch), width), value, dtype=batch[0][key].dtype)
             for i, b in enumerate(batch):
-                out[i, : len(b[key])] = b[key]
+                out[i, span(len(b[key]))] = b[key]
             return out
 
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for i, b in enumerate(batch):
-            attention[i, : len(b["input_ids"])] = 1
+            attention[i, span(len(b["input_ids"]))] = 1
         out = {"input_ids": pad("input_ids", self.pad_id), "attention_mask": attention,
                "labels": pad("labels", IGNORE_INDEX),
                "pixel_values": torch.cat([b["pixel_values"] for b in batch]),

@@ -27,7 +27,7 @@ def sanity_overfit(params: Params, splits_dir: Path, raw_dir: Path, base_dir: Pa
     rows = read_jsonl(splits_dir / "train.jsonl")
     examples = stage_examples(rows, STAGES, raw_dir, candidate_sets(rows), params)[: s.samples]
     model, processor = load_base(base_record(base_dir), params.model)
-    model = new_adapter(model, params.lora)
+    model = new_adapter(model, params.lora, seed=params.train.seed)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, max_steps=s.steps, learning_rate=s.learning_rate,
                                  per_device_train_batch_size=s.batch_size, logging_steps=max(1, s.steps // 20),

@@ -87,7 +87,10 @@ def train_stage(plan: StagePlan, params: Params, splits_dir: Path, raw_dir: Path
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = continue_adapter(model, plan.parent) if plan.parent else new_adapter(model, params.lora, hp.r, hp.alpha)
+    if plan.parent:
+        model = continue_adapter(model, plan.parent)
+    else:
+        model = new_adapter(model, params.lora, hp.r, hp.alpha, seed=params.train.seed)
     trainable = check_trainable_is_lora(model)
 
     ckpt_dir = checkpoint_root / plan.name

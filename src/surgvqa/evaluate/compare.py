@@ -1,0 +1,154 @@
+"""DVC stage `compare`: the three approaches side by side, strict first, with intervals and paired tests.
+
+Reads every approach's predictions and report from reports/eval/ and writes reports/compare.md (tables),
+reports/compare.json (DVC metrics), and PNG charts (accuracy per stage; the curriculum's forgetting matrix).
+Paired comparisons use the same items in the same mode: wins, ties, losses and an exact McNemar p-value.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+from surgvqa.errors import SurgvqaError
+from surgvqa.evaluate.stats import paired
+from surgvqa.io import read_json, read_jsonl, write_json
+from surgvqa.params import Params
+from surgvqa.train.approaches import APPROACHES, STAGES
+
+
+def _correct(rows: list[dict], mode: str, key: str = "strict") -> dict[tuple[str, str], bool]:
+    return {(r["img_id"], r["question"]): r[key] for r in rows if r["mode"] == mode}
+
+
+def paired_result(a: dict[tuple, bool], b: dict[tuple, bool]) -> dict:
+    """A against B on their shared items; refuses item sets that differ (it would not be a paired test)."""
+    if a.keys() != b.keys():
+        raise SurgvqaError(f"paired comparison needs the same items: {len(a.keys() ^ b.keys())} differ; rerun "
+                           "the evaluate stages on the same test split")
+    keys = sorted(a)
+    p = paired([a[k] for k in keys], [b[k] for k in keys])
+    return {"wins": p.wins, "ties": p.ties, "ties_both_right": p.ties_both_right,
+            "ties_both_wrong": p.ties_both_wrong, "losses": p.losses, "p_value": p.p_value}
+
+
+def compare(reports: dict[str, dict], predictions: dict[str, list[dict]]) -> dict:
+    """The comparison: headline numbers per approach (primary mode), paired tests between approaches and
+    against the majority answer (in every mode all approaches share), and context passing against
+    independent answering (each approach)."""
+    modes = {r["primary_mode"] for r in reports.values()}
+    if len(modes) != 1:
+        raise SurgvqaError(f"approaches were evaluated with different primary modes {sorted(modes)}: "
+                           "use one evaluate.modes for all")
+    mode = modes.pop()
+    shared = sorted((m for m in next(iter(reports.values()))["modes"] if all(m in r["modes"] for r in reports.values())),
+                    key=lambda m: m != mode)  # the primary mode first
+    out = {"mode": mode, "approaches": {}, "paired": {m: {} for m in shared}, "context_vs_independent": {}}
+    for a, rep in reports.items():
+        s = rep["modes"][mode]
+        out["approaches"][a] = {"overall": s["overall"], "stage": s["stage"], "qtype": s["qtype"]}
+        if {"sequential", "independent"} <= set(rep["modes"]):
+            out["context_vs_independent"][a] = paired_result(_correct(predictions[a], "sequential"),
+                                                             _correct(predictions[a], "independent"))
+    for m in shared:
+        for a in reports:
+            out["paired"][m][f"{a} vs majority answer"] = paired_result(_correct(predictions[a], m),
+                                                                        _correct(predictions[a], m, "majority"))
+        for a, b in combinations(reports, 2):
+            out["paired"][m][f"{a} vs {b}"] = paired_result(_correct(predictions[a], m), _correct(predictions[b], m))
+    if "curriculum" in reports and "forgetting" in reports["curriculum"]:
+        out["forgetting"] = reports["curriculum"]["forgetting"]
+    return out
+
+
+def _cell(group: dict | None, key: str = "strict") -> str:
+    if not group or group[key] is None:
+        return "n/a"
+    ci = group.get("strict_ci") if key == "strict" else None
+    return f"{group[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def markdown(result: dict, reports: dict[str, dict]) -> str:
+    """The comparison as markdown tables."""
+    mode = result["mode"]
+    lines = [f"# Approaches compared on the test split ({mode} mode)", "",
+             "Strict accuracy (normalised exact match, values as sets) with 95 % bootstrap intervals; the lenient "
+             "figure (substring or similarity >= threshold, as in published numbers) only beside it.", "",
+             "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGES) + " | items |",
+             "|---|---|" + "---|" * len(STAGES) + "---|"]
+    first = next(iter(result["approaches"].values()))
+    lines.append("| majority answer per question | " + _cell(first["overall"], "majority") + " | "
+                 + " | ".join(_cell(first["stage"].get(str(s)), "majority") for s in STAGES) + " | "
+                 + str(first["overall"]["n"]) + " |")
+    for a, s in result["approaches"].items():
+        lines.append(f"| {a} | {_cell(s['overall'])} | "
+                     + " | ".join(_cell(s["stage"].get(str(st))) for st in STAGES) + f" | {s['overall']['n']} |")
+    lines += ["", "Lenient accuracy, for comparison with published numbers only (it counts \"no\" for "
+              "\"not relevant\" and near-miss strings as right):", "",
+              "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGES) + " |",
+              "|---|---|" + "---|" * len(STAGES)]
+    lines += [f"| {a} | {_cell(s['overall'], 'lenient')} | "
+              + " | ".join(_cell(s["stage"].get(str(st)), "lenient") for st in STAGES) + " |"
+              for a, s in result["approaches"].items()]
+    for m, pairs in result["paired"].items():
+        lines += ["", f"## Paired comparisons, {m} mode (same items, strict)", "",
+                  "| A vs B | A wins | ties | B wins | exact McNemar p |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} |"
+                  for k, v in pairs.items()]
+    if result["context_vs_independent"]:
+        lines += ["", "## Context passing (sequential mode) against independent answering", "",
+                  "| approach | strict with context | strict independent | context wins | ties | context loses | p |",
+                  "|---|---|---|---|---|---|---|"]
+        for a, v in result["context_vs_independent"].items():
+            m = reports[a]["modes"]
+            lines.append(f"| {a} | {_cell(m['sequential']['overall'])} | {_cell(m['independent']['overall'])} | "
+                         f"{v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} |")
+    if "forgetting" in result:
+        cols = list(next(iter(result["forgetting"].values())))
+        lines += ["", "## Curriculum forgetting (strict accuracy on each stage's items, independent mode)", "",
+                  "| after | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {r.replace('_', ' ')} | " + " | ".join("n/a" if v is None else f"{v:.3f}" for v in row.values())
+                  + " |" for r, row in result["forgetting"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def flat_metrics(result: dict) -> dict[str, float]:
+    """compare.json: the headline numbers per approach and the paired p-values, flat."""
+    out = {}
+    for a, s in result["approaches"].items():
+        out[f"{a}.strict_overall"] = s["overall"]["strict"]
+        out[f"{a}.lenient_overall"] = s["overall"]["lenient"]
+        out |= {f"{a}.strict_stage_{st}": v["strict"] for st, v in s["stage"].items()}
+    out["majority.strict_overall"] = next(iter(result["approaches"].values()))["overall"]["majority"]
+    out |= {f"paired.{m}.{k.replace(' ', '_')}.p_value": v["p_value"]
+            for m, pairs in result["paired"].items() for k, v in pairs.items()}
+    return out
+
+
+def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, params: Params) -> dict:
+    """Entry point: compare every approach's evaluation and write the table, metrics and charts."""
+    from surgvqa import tracking
+    from surgvqa.evaluate.plots import forgetting_heatmap, stage_bars
+
+    missing = [a for a in APPROACHES if not (eval_dir / a / "report.json").is_file()]
+    if missing:
+        raise SurgvqaError(f"no evaluation for {', '.join(missing)}: run `dvc repro` (evaluate@<approach>) first")
+    reports = {a: read_json(eval_dir / a / "report.json") for a in APPROACHES}
+    predictions = {a: read_jsonl(eval_dir / a / "predictions.jsonl") for a in APPROACHES}
+    result = compare(reports, predictions)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(markdown(result, reports), encoding="utf-8")
+    metrics = flat_metrics(result)
+    write_json(out_json, metrics)
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    charts = [charts_dir / "accuracy_by_stage.png"]
+    stage_bars(result["approaches"], f"approaches: strict accuracy per stage ({result['mode']} mode)", charts[0])
+    if "forgetting" in result:
+        charts.append(charts_dir / "forgetting.png")
+        forgetting_heatmap(result["forgetting"], charts[1])
+    with tracking.start_run(params.tracking, "compare", {"kind": "comparison"}):
+        tracking.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items() if v is not None})
+        for path in (out_md, out_json, *charts):
+            tracking.log_file(path, "comparison")
+    return result
+

@@ -1,0 +1,58 @@
+"""PNG charts for the reports and MLflow (matplotlib without a display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on CI runners or GPU nodes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def stage_bars(groups: dict[str, dict], title: str, path: Path) -> None:
+    """Strict accuracy per stage for each group (mode or approach), with bootstrap intervals as error bars."""
+    plt = _pyplot()
+    stages = sorted({s for g in groups.values() for s in g["stage"]})
+    width = 0.8 / max(1, len(groups))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, summary) in enumerate(groups.items()):
+        xs = [stages.index(s) + i * width for s in stages]
+        acc = [summary["stage"][s]["strict"] or 0.0 for s in stages]
+        cis = [summary["stage"][s]["strict_ci"] or (a, a) for s, a in zip(stages, acc)]
+        err = [[a - lo for a, (lo, _) in zip(acc, cis)], [hi - a for a, (_, hi) in zip(acc, cis)]]
+        ax.bar(xs, acc, width, yerr=err, capsize=3, label=name)
+    first = next(iter(groups.values()))
+    majority = [first["stage"][s]["majority"] or 0.0 for s in stages]
+    ax.scatter([stages.index(s) + 0.4 - width / 2 for s in stages], majority, marker="_", s=600, color="black",
+               label="majority answer", zorder=3)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(stages))], [f"stage {s}" for s in stages])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("strict accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def forgetting_heatmap(matrix: dict[str, dict[str, float | None]], path: Path) -> None:
+    """Strict accuracy on each stage's items after each curriculum stage, as an annotated grid."""
+    plt = _pyplot()
+    rows, cols = list(matrix), list(next(iter(matrix.values())))
+    values = [[matrix[r][c] if matrix[r][c] is not None else float("nan") for c in cols] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, "n/a" if v != v else f"{v:.2f}", ha="center", va="center", color="white")
+    ax.set_xticks(range(len(cols)), [c.replace("_", " ") for c in cols])
+    ax.set_yticks(range(len(rows)), [r.replace("_", " ") for r in rows])
+    ax.set_title("curriculum: accuracy after each stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

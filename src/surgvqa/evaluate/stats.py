@@ -1,0 +1,75 @@
+"""Statistics over per-item correctness: bootstrap intervals, paired comparison with an exact McNemar test,
+and precision/recall/F1 over the labels of multiple-choice answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def accuracy(correct: Sequence[bool]) -> float | None:
+    """Share of correct items; None for no items (never a made-up 0)."""
+    return sum(map(bool, correct)) / len(correct) if len(correct) else None
+
+
+def bootstrap_ci(correct: Sequence[bool], samples: int = 1000, seed: int = 0, level: float = 0.95
+                 ) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the accuracy (items resampled with replacement); None for no items."""
+    import numpy as np
+
+    if not len(correct):
+        return None
+    values = np.asarray(correct, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(samples)
+    chunk = max(1, 2_000_000 // len(values))  # bounds memory on the full dataset (~9k test items)
+    for start in range(0, samples, chunk):
+        n = min(chunk, samples - start)
+        means[start: start + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs against 1/2."""
+    from scipy.stats import binomtest
+
+    if wins + losses == 0:
+        return 1.0
+    return float(binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A against B on the same items: A right and B wrong (wins), both right, both wrong, B right and A wrong."""
+
+    wins: int
+    ties_both_right: int
+    ties_both_wrong: int
+    losses: int
+    p_value: float
+
+    @property
+    def ties(self) -> int:
+        return self.ties_both_right + self.ties_both_wrong
+
+
+def paired(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> Paired:
+    """Wins, ties and losses of A against B item by item, with the exact McNemar p-value."""
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"paired comparison needs the same items: {len(a_correct)} vs {len(b_correct)}")
+    pairs = list(zip(map(bool, a_correct), map(bool, b_correct)))
+    wins, losses = pairs.count((True, False)), pairs.count((False, True))
+    return Paired(wins, pairs.count((True, True)), pairs.count((False, False)), losses, mcnemar_exact(wins, losses))
+
+
+def label_prf(predicted: Sequence[set[str]], gold: Sequence[set[str]]) -> dict[str, float | None]:
+    """Micro precision, recall and F1 over labels ("none" counts as a label, as it does in matching)."""
+    tp = sum(len(p & g) for p, g in zip(predicted, gold))
+    n_pred, n_gold = sum(map(len, predicted)), sum(map(len, gold))
+    precision = tp / n_pred if n_pred else None
+    recall = tp / n_gold if n_gold else None
+    f1 = (2 * precision * recall / (precision + recall) if precision and recall else
+          (0.0 if precision is not None and recall is not None else None))
+    return {"precision": precision, "recall": recall, "f1": f1}

@@ -1,0 +1,128 @@
+"""The evaluation engine: route each question to its stage's adapter and answer in batches, with or without
+the CXRTrek context passing.
+
+- One base model in memory with the approach's adapters loaded by name, switched per stage.
+- Routing uses the categorizer's stage for the question text (the assignment that labelled the training
+  data), never the stage column of the file being evaluated.
+- Sequential mode answers stage 1 of every image first, then stage 2 with the image's stage-1 predictions as
+  "Previous context:", then stage 3 with stages 1 and 2. Independent mode gives no context (the ablation).
+- Closed-set questions decode under a constraint (`evaluate.decoding`: a prefix tree of the training
+  answers, or scoring every candidate); open questions generate freely within a short budget.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from surgvqa.data.questions import canonical_question
+from surgvqa.infer.constrained import CandidateTrie
+from surgvqa.infer.generate import ImageCache, generate_batch, score_batch
+from surgvqa.model.prompts import render_prompt
+from surgvqa.params import EvalParams, PromptParams
+from surgvqa.train.approaches import STAGES
+
+MODES = ("sequential", "independent")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question about one image, with the stage the categorizer routes it to (no gold answer here)."""
+
+    img_id: str
+    image: Path
+    question: str
+    stage: int
+
+
+@dataclass(frozen=True)
+class Answerer:
+    """What the engine needs to answer: the model with adapters, its processor and the closed-set candidates."""
+
+    model: object
+    processor: object
+    choices: dict[str, list[str]]  # catalogue question -> whole candidate answers, from the training split
+    tries: dict[str, CandidateTrie]  # catalogue question -> prefix tree of those answers' token ids
+    prompt_candidates: dict[str, list[str]]  # catalogue question -> values listed in the prompt (as in training)
+    images: ImageCache = field(default_factory=ImageCache)  # vision features, shared by every adapter
+
+    def closed_set(self, question: str, decoding: str) -> str | None:
+        """The catalogue key under which a question decodes constrained, or None when it generates freely."""
+        key = canonical_question(question)
+        return key if decoding != "free" and key in self.tries else None
+
+
+def context_prompt(prompt: str, context: list[tuple[str, str]], params: EvalParams) -> str:
+    """The prompt with earlier-stage (question, predicted answer) pairs before it; no context, no change."""
+    if not context:
+        return prompt
+    lines = "\n".join(params.context_line.format(question=q, answer=a) for q, a in context)
+    return params.context_template.format(context=lines, prompt=prompt)
+
+
+def _batches(seq: list, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i: i + size]
+
+
+def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalParams, system: str | None,
+                  out: dict[int, str], bar) -> None:
+    """Answer jobs (index, item, prompt) that share an adapter, batch by batch, by the decoding rule of each."""
+    closed = [j for j in jobs if a.closed_set(j[1].question, params.decoding)]
+    free = [j for j in jobs if not a.closed_set(j[1].question, params.decoding)]
+    if params.decoding == "constrained":
+        for batch in _batches(closed, params.batch_size):
+            tries = [a.tries[a.closed_set(it.question, "constrained")] for _, it, _ in batch]
+            # The budget is the longest candidate, so no constrained answer is ever cut short.
+            answers = generate_batch(a.model, a.processor, [(it.image, p) for _, it, p in batch], system,
+                                     max(t.depth for t in tries), tries, a.images)
+            out.update({i: ans for (i, _, _), ans in zip(batch, answers)})
+            bar.update(len(batch))
+    elif params.decoding == "score":
+        options = {i: a.choices[a.closed_set(it.question, "score")] for i, it, _ in closed}
+        pairs = [(i, it, p, c) for i, it, p in closed for c in options[i]]
+        scores: dict[int, list[tuple[float, str]]] = defaultdict(list)
+        for batch in _batches(pairs, params.batch_size):
+            values = score_batch(a.model, a.processor, [(it.image, p, c) for _, it, p, c in batch], system,
+                                 params.max_length)
+            for (i, _, _, c), v in zip(batch, values):
+                scores[i].append((v, c))
+            done = [i for i, _, _, _ in batch if len(scores[i]) == len(options[i])]
+            bar.update(len(set(done)))
+        # Highest log-likelihood wins; max() keeps the first of equals, the candidate that sorts first.
+        out.update({i: max(s, key=lambda vc: vc[0])[1] for i, s in scores.items()})
+    for batch in _batches(free, params.batch_size):
+        out.update({i: ans for (i, _, _), ans in zip(batch, generate_batch(
+            a.model, a.processor, [(it.image, p) for _, it, p in batch], system, params.open_max_new_tokens,
+            cache=a.images))})
+        bar.update(len(batch))
+
+
+def answer_items(a: Answerer, items: list[Item], adapter_of_stage: dict[int, str], mode: str, params: EvalParams,
+                 prompt_params: PromptParams, desc: str = "answering") -> list[str]:
+    """Predictions for items, in their order; sequential mode passes each image's earlier predictions on."""
+    import torch
+
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    preds: dict[int, str] = {}
+    by_image: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_image[it.img_id].append(i)
+    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="QA", dynamic_ncols=True) as bar:
+        for stage in STAGES:
+            groups: dict[str, list[tuple[int, Item, str]]] = defaultdict(list)
+            for i, it in enumerate(items):
+                if it.stage != stage:
+                    continue
+                context = [(items[j].question, preds[j]) for j in by_image[it.img_id]
+                           if items[j].stage < stage] if mode == "sequential" else []
+                prompt = render_prompt(it.question, a.prompt_candidates, prompt_params)
+                groups[adapter_of_stage[stage]].append((i, it, context_prompt(prompt, context, params)))
+            for adapter, jobs in groups.items():
+                a.model.set_adapter(adapter)
+                _answer_group(a, jobs, params, prompt_params.system, preds, bar)
+    return [preds[i] for i in range(len(items))]

@@ -1,0 +1,82 @@
+"""The straightforward evaluator the engine is checked and benchmarked against.
+
+It does what the prototype did: one base model loaded per stage adapter, one question at a time, images in
+turn, each through the processor and the vision tower as given. It applies the same decoding rule and the
+same prompts (with the same context), so its predictions must equal the engine's; `bench/bench_engine.py`
+times the two side by side.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
+from surgvqa.infer.engine import Answerer, Item, context_prompt
+from surgvqa.infer.generate import score_batch
+from surgvqa.model.processor import END_OF_TURN
+from surgvqa.model.prompts import render_prompt
+from surgvqa.model.sft import chat_text, load_image
+from surgvqa.params import Params
+
+
+def load_separate(base_dir: Path, adapters: dict[str, Path], params: Params) -> dict[str, object]:
+    """A fresh base model per adapter (the memory cost the engine avoids)."""
+    from peft import PeftModel
+
+    from surgvqa.model.base import base_record, load_base
+
+    models = {}
+    for name, path in adapters.items():
+        base, _ = load_base(base_record(base_dir), params.model)
+        models[name] = PeftModel.from_pretrained(base, str(path)).eval()
+    return models
+
+
+def answer_one(model, processor, image: Path, prompt: str, system: str | None, max_new_tokens: int,
+               trie: CandidateTrie | None) -> str:
+    """One greedy answer, the plain way: processor(text, image) then generate()."""
+    tok = processor.tokenizer
+    enc = processor(text=[chat_text(processor, prompt, system)], images=[load_image(image)],
+                    return_tensors="pt").to(next(model.parameters()).device)
+    end_id = tok.convert_tokens_to_ids(END_OF_TURN)
+    width = enc["input_ids"].shape[1]
+    constraint = prefix_allowed_fn([trie], width, end_id, tok.pad_token_id) if trie is not None else None
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                         prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id, eos_token_id=end_id)
+    return tok.decode(out[0, width:], skip_special_tokens=True).strip()
+
+
+def reference_answers(models: dict[str, object], a: Answerer, items: list[Item], adapter_of_stage: dict[int, str],
+                      mode: str, params: Params) -> list[str]:
+    """Answer items one by one, image by image, stage by stage; `a.model` is not used, `models` are."""
+    import torch
+
+    ep = params.evaluate
+    by_image: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        by_image[it.img_id].append(i)
+    preds: dict[int, str] = {}
+    with torch.inference_mode(), tqdm(total=len(items), desc=f"reference {mode}", unit="QA") as bar:
+        for indices in by_image.values():
+            for i in sorted(indices, key=lambda j: items[j].stage):
+                it = items[i]
+                context = [(items[j].question, preds[j]) for j in indices
+                           if items[j].stage < it.stage] if mode == "sequential" else []
+                prompt = context_prompt(render_prompt(it.question, a.prompt_candidates, params.prompt), context, ep)
+                model = models[adapter_of_stage[it.stage]]
+                system = params.prompt.system
+                key = a.closed_set(it.question, ep.decoding)
+                if key and ep.decoding == "constrained":
+                    preds[i] = answer_one(model, a.processor, it.image, prompt, system, a.tries[key].depth,
+                                          a.tries[key])
+                elif key and ep.decoding == "score":
+                    scores = [(score_batch(model, a.processor, [(it.image, prompt, c)], system, ep.max_length)[0], c)
+                              for c in a.choices[key]]
+                    preds[i] = max(scores, key=lambda vc: vc[0])[1]
+                else:
+                    preds[i] = answer_one(model, a.processor, it.image, prompt, system, ep.open_max_new_tokens, None)
+                bar.update(1)
+    return [preds[i] for i in range(len(items))]

@@ -1,0 +1,30 @@
+"""Route questions to stages with the categorizer's own assignment, never a stage column of the evaluated file.
+
+The categorize stage wrote question_stages.csv: the stage its backend gave each question, which is what
+labelled the training rows. A question outside that table is categorized now by the same function.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from surgvqa.errors import SurgvqaError
+from surgvqa.params import CategorizeParams
+
+
+def read_stage_table(path: Path) -> dict[str, int]:
+    """question -> stage from the categorize stage's question_stages.csv."""
+    if not path.is_file():
+        raise SurgvqaError(f"{path} does not exist: run `dvc repro categorize` first")
+    with path.open(encoding="utf-8", newline="") as f:
+        return {r["question"]: int(r["stage"]) for r in csv.DictReader(f)}
+
+
+def route(questions: list[str], table: dict[str, int], params: CategorizeParams) -> dict[str, int]:
+    """The stage of every question: from the table, else from the categorizer (the function training used)."""
+    from surgvqa.data.categorize import assign_stages
+
+    unseen = [q for q in dict.fromkeys(questions) if q not in table]
+    fresh = {a["question"]: a["stage"] for a in assign_stages(unseen, params)} if unseen else {}
+    return {q: table.get(q, fresh.get(q)) for q in questions}

@@ -1,0 +1,40 @@
+import pytest
+
+from surgvqa.evaluate.stats import accuracy, bootstrap_ci, label_prf, mcnemar_exact, paired
+
+
+def test_exact_mcnemar_on_hand_computed_cases():
+    # 1 win, 6 losses: P(X <= 1 | n=7, 1/2) = 8/128, two-sided 16/128.
+    assert mcnemar_exact(1, 6) == pytest.approx(0.125)
+    assert mcnemar_exact(6, 1) == pytest.approx(0.125)
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+    assert mcnemar_exact(3, 3) == pytest.approx(1.0) and mcnemar_exact(0, 0) == 1.0
+
+
+def test_paired_counts_wins_ties_and_losses():
+    a = [True, True, False, False, True, False]
+    b = [False, True, False, True, False, False]
+    p = paired(a, b)
+    assert (p.wins, p.ties_both_right, p.ties_both_wrong, p.losses, p.ties) == (2, 1, 2, 1, 3)
+    assert p.p_value == pytest.approx(1.0)  # 2 vs 1 discordant: no evidence
+    with pytest.raises(ValueError, match="same items"):
+        paired([True], [True, False])
+
+
+def test_bootstrap_interval_on_hand_computed_cases():
+    assert bootstrap_ci([True] * 20) == (1.0, 1.0) and bootstrap_ci([]) is None
+    # Two items, one right: resampled means are 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4.
+    assert bootstrap_ci([True, False], samples=4000) == (0.0, 1.0)
+    lo, hi = bootstrap_ci([True] * 60 + [False] * 40, samples=2000, seed=3)
+    assert lo < 0.6 < hi and 0.08 < hi - lo < 0.22  # about +-1.96 * sqrt(.24/100) = +-0.096
+    assert bootstrap_ci([True] * 60 + [False] * 40, samples=2000, seed=3) == (lo, hi)  # seeded
+
+
+def test_label_precision_recall_f1_on_a_hand_case():
+    pred = [{"polyp"}, {"polyp", "ulcerative colitis"}, {"none"}]
+    gold = [{"polyp"}, {"polyp"}, {"oesophagitis"}]
+    # tp 2 (polyp twice); predicted 4 labels; gold 3 labels.
+    got = label_prf(pred, gold)
+    assert got["precision"] == pytest.approx(0.5) and got["recall"] == pytest.approx(2 / 3)
+    assert got["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert label_prf([], [])["f1"] is None and accuracy([]) is None and accuracy([True, False]) == 0.5

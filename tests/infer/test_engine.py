@@ -1,0 +1,106 @@
+"""The engine: routing to stage adapters, context passing, and agreement with the straightforward reference."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from surgvqa.infer import engine
+from surgvqa.infer.engine import Answerer, Item, answer_items, context_prompt
+from surgvqa.params import EvalParams, PromptParams
+
+Q1, Q1B, Q2, Q3 = ("Is there text?", "What type of procedure is the image taken from?",
+                   "How many polyps are in the image?", "Have all polyps been removed?")
+
+
+class _Recorder:
+    """A stand-in model: remembers the active adapter; generate_batch is patched to answer from here."""
+
+    def __init__(self):
+        self.active, self.calls = None, []
+
+    def set_adapter(self, name):
+        self.active = name
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    rec = _Recorder()
+
+    def fake_generate(model, processor, prompts, system, max_new_tokens, tries=None, cache=None):
+        out = []
+        for image, prompt in prompts:
+            rec.calls.append((model.active, image.name, prompt))
+            out.append(f"{image.stem}:{prompt.splitlines()[-1][:12]}")
+        return out
+
+    monkeypatch.setattr(engine, "generate_batch", fake_generate)
+    return rec
+
+
+def _items():
+    a, b = Path("a.jpg"), Path("b.jpg")
+    return [Item("b", b, Q3, 3), Item("a", a, Q2, 2), Item("a", a, Q1, 1), Item("b", b, Q1, 1),
+            Item("a", a, Q3, 3), Item("a", a, Q1B, 1)]
+
+
+def test_each_stage_goes_to_its_adapter_and_sees_only_its_images_earlier_answers(recorder):
+    params, pp = EvalParams(decoding="free"), PromptParams(template="{question}", candidates_template="{candidates}")
+    a = Answerer(recorder, None, {}, {}, {})
+    preds = answer_items(a, _items(), {1: "s1", 2: "s2", 3: "s3"}, "sequential", params, pp)
+    by_q = {(img, p.splitlines()[-1]): (adapter, p) for adapter, img, p in recorder.calls}
+    assert [c[0] for c in recorder.calls] == ["s1", "s1", "s1", "s2", "s3", "s3"]  # stage order, routed adapters
+    assert by_q[("a.jpg", Q1)] == ("s1", Q1)  # stage 1: no context
+    a1, a1b = preds[2], preds[5]
+    assert by_q[("a.jpg", Q2)][1] == f"Previous context:\nQ: {Q1}\nA: {a1}\nQ: {Q1B}\nA: {a1b}\n\n{Q2}"
+    assert by_q[("a.jpg", Q3)][1] == (f"Previous context:\nQ: {Q2}\nA: {preds[1]}\nQ: {Q1}\nA: {a1}\n"
+                                      f"Q: {Q1B}\nA: {a1b}\n\n{Q3}")
+    assert by_q[("b.jpg", Q3)][1] == f"Previous context:\nQ: {Q1}\nA: {preds[3]}\n\n{Q3}"  # image b's only
+    assert preds[0].startswith("b:") and len(preds) == 6
+
+
+def test_independent_mode_passes_no_context(recorder):
+    a = Answerer(recorder, None, {}, {}, {})
+    pp = PromptParams(template="{question}", candidates_template="{candidates}")
+    answer_items(a, _items(), {1: "x", 2: "x", 3: "x"}, "independent", EvalParams(decoding="free"), pp)
+    assert all("Previous context" not in p for _, _, p in recorder.calls) and len(recorder.calls) == 6
+    with pytest.raises(ValueError, match="unknown mode"):
+        answer_items(a, _items(), {1: "x", 2: "x", 3: "x"}, "oracle", EvalParams(), pp)
+
+
+def test_context_template_comes_from_params():
+    p = EvalParams(context_template="[{context}] {prompt}", context_line="{question}={answer}")
+    assert context_prompt("Q?", [("a", "1"), ("b", "2")], p) == "[a=1\nb=2] Q?"
+    assert context_prompt("Q?", [], p) == "Q?"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoding", ["constrained", "score"])
+def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decoding):
+    from surgvqa.evaluate.evaluate import approach_adapters
+    from surgvqa.infer.constrained import answer_choices, build_tries
+    from surgvqa.infer.generate import load_adapters
+    from surgvqa.infer.reference import load_separate, reference_answers
+    from surgvqa.infer.routing import read_stage_table, route
+    from surgvqa.io import read_jsonl
+    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.prompts import candidate_sets
+    from surgvqa.model.sft import image_of
+
+    tp = tiny_project
+    params = replace(tp["params"], evaluate=replace(tp["params"].evaluate, decoding=decoding, batch_size=5))
+    train, test = read_jsonl(tp["splits"] / "train.jsonl"), read_jsonl(tp["splits"] / "test.jsonl")
+    stages = route([r["question"] for r in test], read_stage_table(tp["root"] / "categorized" / "question_stages.csv"),
+                   params.categorize)
+    items = [Item(r["img_id"], image_of(tp["raw"], r["img_id"]), r["question"], stages[r["question"]]) for r in test]
+    dirs, adapter_of_stage = approach_adapters("sequential", tiny_adapters)
+    model, processor = load_base(base_record(tiny_adapters / "base"), params.model)
+    choices = answer_choices(train)
+    a = Answerer(load_adapters(model, dirs), processor, choices, build_tries(processor.tokenizer, choices),
+                 candidate_sets(train))
+    fast = answer_items(a, items, adapter_of_stage, "sequential", params.evaluate, params.prompt)
+    slow = reference_answers(load_separate(tiny_adapters / "base", dirs, params), a, items, adapter_of_stage,
+                             "sequential", params)
+    assert len(items) >= 20 and fast == slow
+    closed = [(p, it) for p, it in zip(fast, items) if it.question in choices]
+    assert closed and all(p in choices[it.question] for p, it in closed)
