@@ -28,6 +28,8 @@ def main() -> int:
     ap.add_argument("--splits", default="data/split")
     ap.add_argument("--stage-table", default="data/categorized/question_stages.csv")
     args = ap.parse_args()
+    if args.items < 1:
+        ap.error("--items must be at least 1")
 
     import peft  # noqa: F401  imported before the clock starts, so neither side pays the import
     import torch

@@ -40,7 +40,8 @@ def test_paired_results_between_approaches_and_against_the_majority_answer():
     assert (ctx["wins"], ctx["losses"]) == (2, 0)
     assert result["approaches"]["sequential"]["overall"]["strict"] == pytest.approx(4 / 6)
     text = markdown(result, {"sequential": _report("sequential", a), "curriculum": _report("curriculum", b)})
-    assert "| sequential vs curriculum | 3 | 2 | 1 | 0.625 |" in text and "independent mode" in text
+    assert "| sequential vs curriculum | 3 | 2 | 1 | 0.625 | 1 |" in text and "independent mode" in text
+    assert ab["p_holm"] == 1.0  # 0.625 against 3 tests: min(1, 0.625 * k) with k >= 2
     assert "| majority answer per question | 0.500" in text and "| after stage 1 | 1.000 | 0.000 | n/a |" in text
 
 

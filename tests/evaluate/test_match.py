@@ -18,6 +18,9 @@ def test_numbers_compare_as_numbers_with_tolerance_and_units():
     assert not strict_match("5mm", "<5mm") and not strict_match("5", "5mm")  # bound and unit are part of a size
     assert not strict_match("11-20mm", "5-10mm") and strict_match("11-20mm", "10-20mm", tolerance=1)
     assert quantity("polyp") is None and quantity(">20mm") == (">", 20.0, 20.0, True)
+    # Pairing is a matching, not greedy: 4~3 and 2~... fails, but 4~5 and 2~3 succeeds (any value order).
+    assert strict_match("4; 2", "3; 5", tolerance=1) and strict_match("2; 4", "5; 3", tolerance=1)
+    assert not strict_match("4; 4.5", "3; 9", tolerance=1)
 
 
 def test_none_is_a_value_not_a_wildcard():
@@ -33,7 +36,7 @@ def test_not_relevant_is_strict_but_lenient_lets_no_through():
     assert lenient_match("polyps", "polyp") and lenient_match("ulcerative colitis", "ulcerative colitis; polyp")
     assert lenient_match("colonscopy", "colonoscopy")  # similarity >= 0.7
     assert not lenient_match("colonoscopy", "gastroscopy", threshold=0.9) and not lenient_match("", "none")
-    assert not lenient_match("red", "pink")
+    assert not lenient_match("red", "pink") and not lenient_match("polyp", "")
 
 
 @pytest.mark.parametrize("question", [Q_INSTRUMENT_COUNT, "how many  instrumnets are in the image?",

@@ -1,11 +1,16 @@
+import itertools
+
 import pytest
 
 from surgvqa.evaluate.metrics import majority_answers, summarise
 from surgvqa.params import EvalParams
 
 
+_IMAGES = itertools.count()
+
+
 def _row(stage, qtype, question, strict, lenient, majority, prediction="x", answer="x"):
-    return {"stage": stage, "qtype": qtype, "question": question, "strict": strict, "lenient": lenient,
+    return {"img_id": f"img{next(_IMAGES)}", "stage": stage, "qtype": qtype, "question": question, "strict": strict, "lenient": lenient,
             "majority": majority, "prediction": prediction, "answer": answer}
 
 

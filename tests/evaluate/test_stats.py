@@ -1,6 +1,6 @@
 import pytest
 
-from surgvqa.evaluate.stats import accuracy, bootstrap_ci, label_prf, mcnemar_exact, paired
+from surgvqa.evaluate.stats import accuracy, bootstrap_ci, holm, label_prf, mcnemar_exact, paired
 
 
 def test_exact_mcnemar_on_hand_computed_cases():
@@ -28,6 +28,20 @@ def test_bootstrap_interval_on_hand_computed_cases():
     lo, hi = bootstrap_ci([True] * 60 + [False] * 40, samples=2000, seed=3)
     assert lo < 0.6 < hi and 0.08 < hi - lo < 0.22  # about +-1.96 * sqrt(.24/100) = +-0.096
     assert bootstrap_ci([True] * 60 + [False] * 40, samples=2000, seed=3) == (lo, hi)  # seeded
+
+
+def test_cluster_bootstrap_resamples_whole_images():
+    # Two images, all right on one and all wrong on the other: a resample is 0, 1/2 or 1 whatever the item count.
+    flags = [True] * 9 + [False] * 9
+    assert bootstrap_ci(flags, samples=4000, clusters=["a"] * 9 + ["b"] * 9) == (0.0, 1.0)
+    lo, hi = bootstrap_ci(flags, samples=4000)  # as independent items the interval is far narrower
+    assert 0.2 < lo < 0.5 < hi < 0.8
+
+
+def test_holm_adjusts_a_family_of_p_values():
+    # Sorted 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (kept monotone), returned in input order.
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
 
 
 def test_label_precision_recall_f1_on_a_hand_case():

@@ -53,8 +53,8 @@ def test_each_stage_goes_to_its_adapter_and_sees_only_its_images_earlier_answers
     assert by_q[("a.jpg", Q1)] == ("s1", Q1)  # stage 1: no context
     a1, a1b = preds[2], preds[5]
     assert by_q[("a.jpg", Q2)][1] == f"Previous context:\nQ: {Q1}\nA: {a1}\nQ: {Q1B}\nA: {a1b}\n\n{Q2}"
-    assert by_q[("a.jpg", Q3)][1] == (f"Previous context:\nQ: {Q2}\nA: {preds[1]}\nQ: {Q1}\nA: {a1}\n"
-                                      f"Q: {Q1B}\nA: {a1b}\n\n{Q3}")
+    assert by_q[("a.jpg", Q3)][1] == (f"Previous context:\nQ: {Q1}\nA: {a1}\nQ: {Q1B}\nA: {a1b}\n"
+                                      f"Q: {Q2}\nA: {preds[1]}\n\n{Q3}")  # stage order, not file order
     assert by_q[("b.jpg", Q3)][1] == f"Previous context:\nQ: {Q1}\nA: {preds[3]}\n\n{Q3}"  # image b's only
     assert preds[0].startswith("b:") and len(preds) == 6
 
@@ -75,8 +75,10 @@ def test_context_template_comes_from_params():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decoding", ["constrained", "score"])
-def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decoding):
+@pytest.mark.parametrize("decoding,approach,mode", [("constrained", "sequential", "sequential"),
+                                                    ("score", "sequential", "sequential"),
+                                                    ("constrained", "curriculum", "independent")])
+def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decoding, approach, mode):
     from surgvqa.evaluate.evaluate import approach_adapters
     from surgvqa.infer.constrained import answer_choices, build_tries
     from surgvqa.infer.generate import load_adapters
@@ -93,14 +95,14 @@ def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decod
     stages = route([r["question"] for r in test], read_stage_table(tp["root"] / "categorized" / "question_stages.csv"),
                    params.categorize)
     items = [Item(r["img_id"], image_of(tp["raw"], r["img_id"]), r["question"], stages[r["question"]]) for r in test]
-    dirs, adapter_of_stage = approach_adapters("sequential", tiny_adapters)
+    dirs, adapter_of_stage = approach_adapters(approach, tiny_adapters)
     model, processor = load_base(base_record(tiny_adapters / "base"), params.model)
     choices = answer_choices(train)
     a = Answerer(load_adapters(model, dirs), processor, choices, build_tries(processor.tokenizer, choices),
                  candidate_sets(train))
-    fast = answer_items(a, items, adapter_of_stage, "sequential", params.evaluate, params.prompt)
+    fast = answer_items(a, items, adapter_of_stage, mode, params.evaluate, params.prompt)
     slow = reference_answers(load_separate(tiny_adapters / "base", dirs, params), a, items, adapter_of_stage,
-                             "sequential", params)
+                             mode, params)
     assert len(items) >= 20 and fast == slow
     closed = [(p, it) for p, it in zip(fast, items) if it.question in choices]
     assert closed and all(p in choices[it.question] for p, it in closed)

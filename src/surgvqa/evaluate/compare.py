@@ -11,7 +11,7 @@ from itertools import combinations
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.evaluate.stats import paired
+from surgvqa.evaluate.stats import holm, paired
 from surgvqa.io import read_json, read_jsonl, write_json
 from surgvqa.params import Params
 from surgvqa.train.approaches import APPROACHES, STAGES
@@ -56,6 +56,11 @@ def compare(reports: dict[str, dict], predictions: dict[str, list[dict]]) -> dic
                                                                         _correct(predictions[a], m, "majority"))
         for a, b in combinations(reports, 2):
             out["paired"][m][f"{a} vs {b}"] = paired_result(_correct(predictions[a], m), _correct(predictions[b], m))
+        # Many tests on one test set: Holm's adjustment keeps the family-wise error at the nominal level.
+        for v, adjusted in zip(out["paired"][m].values(), holm([v["p_value"] for v in out["paired"][m].values()])):
+            v["p_holm"] = adjusted
+    out["ceiling"] = {a: rep.get("candidate_ceiling") for a, rep in reports.items()}
+    out["confidence"] = next(iter(reports.values())).get("confidence", 0.95)
     if "curriculum" in reports and "forgetting" in reports["curriculum"]:
         out["forgetting"] = reports["curriculum"]["forgetting"]
     return out
@@ -72,8 +77,11 @@ def markdown(result: dict, reports: dict[str, dict]) -> str:
     """The comparison as markdown tables."""
     mode = result["mode"]
     lines = [f"# Approaches compared on the test split ({mode} mode)", "",
-             "Strict accuracy (normalised exact match, values as sets) with 95 % bootstrap intervals; the lenient "
-             "figure (substring or similarity >= threshold, as in published numbers) only beside it.", "",
+             f"Strict accuracy (normalised exact match, values as sets) with {result['confidence']:.0%} bootstrap "
+             "intervals (whole images resampled); the lenient figure (substring or similarity >= threshold, as in "
+             "published numbers) only beside it. Constrained answers come from the training answers, so at most "
+             + ", ".join(f"{a} {c:.3f}" for a, c in result["ceiling"].items() if c is not None)
+             + " of the items can be answered right (the ceiling).", "",
              "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGES) + " | items |",
              "|---|---|" + "---|" * len(STAGES) + "---|"]
     first = next(iter(result["approaches"].values()))
@@ -92,8 +100,10 @@ def markdown(result: dict, reports: dict[str, dict]) -> str:
               for a, s in result["approaches"].items()]
     for m, pairs in result["paired"].items():
         lines += ["", f"## Paired comparisons, {m} mode (same items, strict)", "",
-                  "| A vs B | A wins | ties | B wins | exact McNemar p |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} |"
+                  "Exact McNemar p, and Holm-adjusted over the tests of this table. The test treats items as "
+                  "independent; questions about one image are not, so read small p-values with care.", "",
+                  "| A vs B | A wins | ties | B wins | exact McNemar p | Holm p |", "|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} | {v['p_holm']:.4g} |"
                   for k, v in pairs.items()]
     if result["context_vs_independent"]:
         lines += ["", "## Context passing (sequential mode) against independent answering", "",

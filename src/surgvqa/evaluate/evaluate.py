@@ -30,7 +30,8 @@ def approach_adapters(approach: str, models_dir: Path) -> tuple[dict[str, Path],
         raise SurgvqaError(f"unknown approach {approach!r}: choose one of {', '.join(APPROACHES)}")
     names = {f"{approach}_{s}": adapter_dir(models_dir, approach, s) for s in STAGES}
     # Curriculum: the final adapter answers everything; the earlier ones are loaded for the forgetting matrix.
-    route = {s: f"{approach}_{s}" for s in STAGES} if approach == "sequential" else {s: "curriculum_3" for s in STAGES}
+    final = f"{approach}_{STAGES[-1]}"
+    route = {s: f"{approach}_{s}" for s in STAGES} if approach == "sequential" else {s: final for s in STAGES}
     return names, route
 
 
@@ -46,6 +47,16 @@ def score_rows(items, predictions: list[str], answers: list[str], majority: dict
                      "lenient": lenient_match(pred, gold, params.lenient_threshold, params.numeric_tolerance),
                      "majority_answer": maj, "majority": strict_match(maj, gold, params.numeric_tolerance)})
     return rows
+
+
+def candidate_ceiling(items, answers: list[str], choices: dict[str, list[str]], params: EvalParams) -> float | None:
+    """The share of items a constrained decoder can get right at all: open questions count as reachable, a
+    closed-set one only when some training answer strictly matches its gold answer. None for free decoding."""
+    if params.decoding == "free":
+        return None
+    reachable = [any(strict_match(c, gold, params.numeric_tolerance) for c in choices[canonical_question(it.question)])
+                 if canonical_question(it.question) in choices else True for it, gold in zip(items, answers)]
+    return sum(reachable) / len(reachable)
 
 
 def forgetting_matrix(rows_after: dict[int, list[dict]]) -> dict[str, dict[str, float | None]]:
@@ -83,6 +94,8 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
     missing = [str(d) for d in dirs.values() if not (d / "adapter_model.safetensors").is_file()]
     if missing:
         raise SurgvqaError(f"adapters missing: {', '.join(missing)}; train them first (dvc repro)")
+    if not test_rows:
+        raise SurgvqaError(f"{splits_dir / 'test.jsonl'} has no rows: check split.test in params.yaml")
     stage_of = route([r["question"] for r in test_rows], read_stage_table(stage_table), params.categorize)
     items = [Item(r["img_id"], image_of(raw_dir, r["img_id"]), r["question"], stage_of[r["question"]])
              for r in test_rows]
@@ -99,6 +112,7 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
         preds = answer_items(answerer, items, adapter_of_stage, mode, ep, params.prompt, desc=f"{approach} {mode}")
         scored[mode] = score_rows(items, preds, answers, majority, mode, adapter_of_stage, ep)
     report = {"approach": approach, "decoding": ep.decoding, "primary_mode": ep.modes[0], "items": len(items),
+              "confidence": ep.confidence, "candidate_ceiling": candidate_ceiling(items, answers, choices, ep),
               "modes": {m: summarise(rows, ep) for m, rows in scored.items()}}
     if approach == "curriculum":
         after = {}
@@ -118,8 +132,10 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
     for i, (mode, summary) in enumerate(report["modes"].items()):
         metrics |= flat_metrics(summary, "" if i == 0 else f"{mode}_")
     write_json(out_dir / "metrics.json", {"approach": approach, "mode": ep.modes[0], **metrics})
-    plot_rows = [{"mode": m, "stage": s, **{k: v[k] for k in ("strict", "lenient", "majority")}}
-                 for m, summary in report["modes"].items() for s, v in summary["stage"].items()]
+    stages = list(next(iter(report["modes"].values()))["stage"])
+    plot_rows = [{"stage": s, **{f"{k}_{m}": summary["stage"][s][k] for m, summary in report["modes"].items()
+                                 for k in ("strict", "lenient")},
+                  "majority": next(iter(report["modes"].values()))["stage"][s]["majority"]} for s in stages]
     _write_csv(out_dir / "per_stage.csv", plot_rows)
     stage_bars(report["modes"], f"{approach}: accuracy per stage (test split)", out_dir / "accuracy.png")
     _log_to_mlflow(approach, dirs, report, metrics, out_dir, params)

@@ -59,23 +59,32 @@ def atom_equal(pred: str, gold: str, tolerance: float = 0.0) -> bool:
 
 
 def strict_match(prediction: str, answer: str, tolerance: float = 0.0) -> bool:
-    """True when the prediction states exactly the answer's values, in any order."""
-    pred, gold = set(atoms(prediction)), set(atoms(answer))
+    """True when the prediction states exactly the answer's values, in any order.
+
+    With a tolerance, values pair up by a perfect bipartite matching (augmenting paths), so "4; 2" matches
+    "3; 5" within 1 whatever order the values come in.
+    """
+    pred, gold = sorted(set(atoms(prediction))), sorted(set(atoms(answer)))
     if not pred or len(pred) != len(gold):
         return False
-    unmatched = list(pred)
-    for g in sorted(gold):
-        hit = next((p for p in unmatched if atom_equal(p, g, tolerance)), None)
-        if hit is None:
-            return False
-        unmatched.remove(hit)
-    return True
+    owner: dict[int, int] = {}  # gold index -> the prediction index it is paired with
+
+    def pair(i: int, tried: set[int]) -> bool:
+        for j, g in enumerate(gold):
+            if j not in tried and atom_equal(pred[i], g, tolerance):
+                tried.add(j)
+                if j not in owner or pair(owner[j], tried):
+                    owner[j] = i
+                    return True
+        return False
+
+    return all(pair(i, set()) for i in range(len(pred)))
 
 
 def lenient_match(prediction: str, answer: str, threshold: float = 0.7, tolerance: float = 0.0) -> bool:
     """Strict, or either text contains the other, or their similarity ratio reaches `threshold`."""
     pred, gold = clean(prediction), clean(answer)
-    if not pred:
+    if not pred or not gold:  # "" is inside every string: an empty side never counts
         return False
     if strict_match(prediction, answer, tolerance) or pred in gold or gold in pred:
         return True

@@ -1,5 +1,5 @@
 """Metrics over scored predictions: strict first, lenient beside it, the majority answer on the same items,
-95 % bootstrap intervals, and label precision/recall/F1 for multiple-choice questions."""
+bootstrap intervals over images, and label precision/recall/F1 for multiple-choice questions."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def majority_answers(train_rows: list[dict]) -> dict[str, str]:
 
 def _group(rows: list[dict], params: EvalParams) -> dict:
     strict = [r["strict"] for r in rows]
-    ci = bootstrap_ci(strict, params.bootstrap_samples, params.seed, params.confidence)
+    ci = bootstrap_ci(strict, params.bootstrap_samples, params.seed, params.confidence,
+                      clusters=[r["img_id"] for r in rows])
     return {"n": len(rows), "strict": accuracy(strict), "strict_ci": list(ci) if ci else None,
             "lenient": accuracy([r["lenient"] for r in rows]), "majority": accuracy([r["majority"] for r in rows])}
 
@@ -30,7 +31,7 @@ def _group(rows: list[dict], params: EvalParams) -> dict:
 def _by(rows: list[dict], key: str, params: EvalParams) -> dict:
     groups: dict = defaultdict(list)
     for r in rows:
-        groups[str(r[key])].append(r)
+        groups[canonical_question(r[key]) if key == "question" else str(r[key])].append(r)
     return {k: _group(v, params) for k, v in sorted(groups.items())}
 
 
@@ -44,7 +45,7 @@ def summarise(rows: list[dict], params: EvalParams) -> dict:
     mc = [r for r in rows if r["qtype"] == "multiple_choice"]
     by_question: dict[str, list[dict]] = defaultdict(list)
     for r in mc:
-        by_question[r["question"]].append(r)
+        by_question[canonical_question(r["question"])].append(r)
     return {
         "overall": _group(rows, params),
         "stage": _by(rows, "stage", params),

@@ -12,20 +12,31 @@ def accuracy(correct: Sequence[bool]) -> float | None:
     return sum(map(bool, correct)) / len(correct) if len(correct) else None
 
 
-def bootstrap_ci(correct: Sequence[bool], samples: int = 1000, seed: int = 0, level: float = 0.95
-                 ) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the accuracy (items resampled with replacement); None for no items."""
+def bootstrap_ci(correct: Sequence[bool], samples: int = 1000, seed: int = 0, level: float = 0.95,
+                 clusters: Sequence[str] | None = None) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the accuracy; None for no items.
+
+    With `clusters` (the image of each item), whole clusters are resampled: the ~9 questions about one image
+    are not independent, and resampling single items would give too narrow an interval.
+    """
     import numpy as np
 
     if not len(correct):
         return None
-    values = np.asarray(correct, dtype=np.float64)
+    keys = list(clusters) if clusters is not None else list(range(len(correct)))
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    right = np.zeros(len(index))
+    count = np.zeros(len(index))
+    for k, c in zip(keys, correct, strict=True):
+        right[index[k]] += bool(c)
+        count[index[k]] += 1
     rng = np.random.default_rng(seed)
     means = np.empty(samples)
-    chunk = max(1, 2_000_000 // len(values))  # bounds memory on the full dataset (~9k test items)
+    chunk = max(1, 2_000_000 // len(index))  # bounds memory on the full dataset (~9k test items)
     for start in range(0, samples, chunk):
         n = min(chunk, samples - start)
-        means[start: start + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+        pick = rng.integers(0, len(index), size=(n, len(index)))
+        means[start: start + n] = right[pick].sum(axis=1) / count[pick].sum(axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
@@ -38,6 +49,16 @@ def mcnemar_exact(wins: int, losses: int) -> float:
     if wins + losses == 0:
         return 1.0
     return float(binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values for a family of tests (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,11 @@ def context_prompt(prompt: str, context: list[tuple[str, str]], params: EvalPara
     return params.context_template.format(context=lines, prompt=prompt)
 
 
+def earlier_in_image(items: list[Item], indices: list[int], stage: int) -> list[int]:
+    """The image's items from stages before `stage`, in stage order (file order within a stage)."""
+    return sorted((j for j in indices if items[j].stage < stage), key=lambda j: (items[j].stage, j))
+
+
 def _batches(seq: list, size: int):
     for i in range(0, len(seq), size):
         yield seq[i: i + size]
@@ -118,8 +123,8 @@ def answer_items(a: Answerer, items: list[Item], adapter_of_stage: dict[int, str
             for i, it in enumerate(items):
                 if it.stage != stage:
                     continue
-                context = [(items[j].question, preds[j]) for j in by_image[it.img_id]
-                           if items[j].stage < stage] if mode == "sequential" else []
+                context = [(items[j].question, preds[j]) for j in earlier_in_image(items, by_image[it.img_id], stage)
+                           ] if mode == "sequential" else []
                 prompt = render_prompt(it.question, a.prompt_candidates, prompt_params)
                 groups[adapter_of_stage[stage]].append((i, it, context_prompt(prompt, context, params)))
             for adapter, jobs in groups.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from surgvqa.errors import SurgvqaError
 from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
 from surgvqa.model.processor import END_OF_TURN
 from surgvqa.model.sft import Collator, Example, chat_text, encode, load_image
@@ -93,17 +94,35 @@ def encode_prompts(model, processor, prompts: list[tuple[Path, str]], system: st
                 pooler_output=tuple(seen[img][1] for img, _ in prompts))}}
 
 
+def greedy_config(tokenizer, max_new_tokens: int):
+    """Plain greedy decoding, whatever the checkpoint's generation_config.json says (Instruct checkpoints ship
+    sampling and repetition-penalty defaults, which would bias a constrained choice)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
+                            pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN))
+
+
 def generate_batch(model, processor, prompts: list[tuple[Path, str]], system: str | None, max_new_tokens: int,
                    tries: list[CandidateTrie] | None = None, cache: ImageCache | None = None) -> list[str]:
     """Greedy answers for (image, prompt) pairs in one left-padded batch; with `tries`, row i stays in tries[i]."""
     tok = processor.tokenizer
     enc = encode_prompts(model, processor, prompts, system, cache)
-    end_id = tok.convert_tokens_to_ids(END_OF_TURN)
+    config = greedy_config(tok, max_new_tokens)
     width = enc["input_ids"].shape[1]
-    constraint = prefix_allowed_fn(tries, width, end_id, tok.pad_token_id) if tries is not None else None
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                         prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id, eos_token_id=end_id)
-    return [a.strip() for a in tok.batch_decode(out[:, width:], skip_special_tokens=True)]
+    constraint = prefix_allowed_fn(tries, width, config.eos_token_id, tok.pad_token_id) if tries is not None else None
+    out = model.generate(**enc, generation_config=config, prefix_allowed_tokens_fn=constraint)
+    if tries is None:
+        return [a.strip() for a in tok.batch_decode(out[:, width:], skip_special_tokens=True)]
+    # A constrained answer is read back through its tree, so it is the candidate string itself, not a decode.
+    answers = []
+    for row, trie in zip(out[:, width:].tolist(), tries):
+        ids = tuple(row[: row.index(config.eos_token_id) + 1]) if config.eos_token_id in row else tuple(row)
+        if ids not in trie.answers:
+            raise SurgvqaError(f"constrained generation stopped off its candidates ({ids}); this is a bug")
+        answers.append(trie.answers[ids])
+    return answers
 
 
 def score_batch(model, processor, pairs: list[tuple[Path, str, str]], system: str | None, max_length: int) -> list[float]:

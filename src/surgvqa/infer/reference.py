@@ -14,9 +14,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
-from surgvqa.infer.engine import Answerer, Item, context_prompt
-from surgvqa.infer.generate import score_batch
-from surgvqa.model.processor import END_OF_TURN
+from surgvqa.infer.engine import Answerer, Item, context_prompt, earlier_in_image
+from surgvqa.infer.generate import greedy_config, score_batch
 from surgvqa.model.prompts import render_prompt
 from surgvqa.model.sft import chat_text, load_image
 from surgvqa.params import Params
@@ -41,11 +40,10 @@ def answer_one(model, processor, image: Path, prompt: str, system: str | None, m
     tok = processor.tokenizer
     enc = processor(text=[chat_text(processor, prompt, system)], images=[load_image(image)],
                     return_tensors="pt").to(next(model.parameters()).device)
-    end_id = tok.convert_tokens_to_ids(END_OF_TURN)
+    config = greedy_config(tok, max_new_tokens)
     width = enc["input_ids"].shape[1]
-    constraint = prefix_allowed_fn([trie], width, end_id, tok.pad_token_id) if trie is not None else None
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                         prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id, eos_token_id=end_id)
+    constraint = prefix_allowed_fn([trie], width, config.eos_token_id, tok.pad_token_id) if trie is not None else None
+    out = model.generate(**enc, generation_config=config, prefix_allowed_tokens_fn=constraint)
     return tok.decode(out[0, width:], skip_special_tokens=True).strip()
 
 
@@ -63,8 +61,8 @@ def reference_answers(models: dict[str, object], a: Answerer, items: list[Item],
         for indices in by_image.values():
             for i in sorted(indices, key=lambda j: items[j].stage):
                 it = items[i]
-                context = [(items[j].question, preds[j]) for j in indices
-                           if items[j].stage < it.stage] if mode == "sequential" else []
+                context = [(items[j].question, preds[j]) for j in earlier_in_image(items, indices, it.stage)
+                           ] if mode == "sequential" else []
                 prompt = context_prompt(render_prompt(it.question, a.prompt_candidates, params.prompt), context, ep)
                 model = models[adapter_of_stage[it.stage]]
                 system = params.prompt.system

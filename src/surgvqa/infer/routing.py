@@ -25,6 +25,13 @@ def route(questions: list[str], table: dict[str, int], params: CategorizeParams)
     """The stage of every question: from the table, else from the categorizer (the function training used)."""
     from surgvqa.data.categorize import assign_stages
 
+    from surgvqa.train.approaches import STAGES
+
     unseen = [q for q in dict.fromkeys(questions) if q not in table]
     fresh = {a["question"]: a["stage"] for a in assign_stages(unseen, params)} if unseen else {}
-    return {q: table.get(q, fresh.get(q)) for q in questions}
+    stages = {q: table.get(q, fresh.get(q)) for q in questions}
+    odd = sorted({f"{q!r}: {s}" for q, s in stages.items() if s not in STAGES})
+    if odd:
+        raise SurgvqaError(f"questions routed outside stages {STAGES}: {'; '.join(odd[:3])}; fix question_stages.csv "
+                           "or rerun `dvc repro categorize`")
+    return stages
