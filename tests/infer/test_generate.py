@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from surgvqa.errors import SurgvqaError
 from surgvqa.infer.generate import ImageCache, encode_prompts, score_batch
 from surgvqa.model.sft import chat_text, load_image
 
@@ -56,7 +57,7 @@ def test_score_is_the_sum_of_the_answer_tokens_log_probabilities(tiny_project, b
     pairs = [(image, "Is there text?", "yes"), (image, "Is there text?", "not relevant"),
              (image, "What type of procedure is the image taken from?", "capsule endoscopy")]
     with torch.inference_mode():
-        batched = score_batch(model, processor, pairs, None, 4096)
+        batched = score_batch(model, processor, pairs, None, 4096, ImageCache())
         for (img, prompt, cand), got in zip(pairs, batched):
             enc = encode(processor, Example(img, prompt, cand), 4096)
             logits = model(input_ids=enc["input_ids"][None], pixel_values=enc["pixel_values"],
@@ -66,3 +67,5 @@ def test_score_is_the_sum_of_the_answer_tokens_log_probabilities(tiny_project, b
             keep = target != IGNORE_INDEX
             want = logp[keep].gather(-1, target[keep][:, None]).sum().item()
             assert got == pytest.approx(want, abs=1e-3)
+        with pytest.raises(SurgvqaError, match="evaluate.max_length"):
+            score_batch(model, processor, pairs[:1], None, 16)

@@ -92,7 +92,7 @@ def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalPa
         scores: dict[int, list[tuple[float, str]]] = defaultdict(list)
         for batch in _batches(pairs, params.batch_size):
             values = score_batch(a.model, a.processor, [(it.image, p, c) for _, it, p, c in batch], system,
-                                 params.max_length)
+                                 params.max_length, a.images)
             for (i, _, _, c), v in zip(batch, values):
                 scores[i].append((v, c))
             done = [i for i, _, _, _ in batch if len(scores[i]) == len(options[i])]

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
+from surgvqa.infer.constrained import CandidateTrie, candidate_ids, prefix_allowed_fn
 from surgvqa.model.processor import END_OF_TURN
-from surgvqa.model.sft import Collator, Example, chat_text, encode, load_image
+from surgvqa.model.sft import IGNORE_INDEX, chat_text, load_image
 
 
 def load_adapters(base_model, adapters: dict[str, Path]):
@@ -125,23 +125,43 @@ def generate_batch(model, processor, prompts: list[tuple[Path, str]], system: st
     return answers
 
 
-def score_batch(model, processor, pairs: list[tuple[Path, str, str]], system: str | None, max_length: int) -> list[float]:
+def score_batch(model, processor, pairs: list[tuple[Path, str, str]], system: str | None, max_length: int,
+                cache: ImageCache | None = None) -> list[float]:
     """Sum of the log-probabilities of each (image, prompt, candidate)'s answer tokens, in one forward pass.
 
-    Encoded with the training encoder, so the scored tokens are exactly the ones training put loss on. The batch
-    is left-padded, so every answer ends at the last position and only the last few positions need logits
-    (a full [batch, length, vocabulary] tensor is gigabytes on the real model).
+    The answer is appended as training appends it (`candidate_ids`), and each image goes through the vision
+    tower once (`cache`). The batch is left-padded, so every answer ends at the last position and only the
+    last few positions need logits (a full [batch, length, vocabulary] tensor is gigabytes on the real model).
     """
     import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    batch = Collator(processor.tokenizer.pad_token_id, left=True)(
-        [encode(processor, Example(img, prompt, cand), max_length, system) for img, prompt, cand in pairs])
-    labels = batch.pop("labels")
-    keep = int((labels != -100).sum(dim=1).max()) + 1
-    device = _device(model)
-    logits = model(**{k: v.to(device) for k, v in batch.items()}, logits_to_keep=keep).logits.float()
+    tok = processor.tokenizer
+    seen = (cache or ImageCache(0)).features(model, processor, [img for img, _, _ in pairs])
+    ids, labels = [], []
+    for img, prompt, cand in pairs:
+        text = chat_text(processor, prompt, system).replace(
+            processor.image_token, processor.replace_image_token({"image_grid_thw": seen[img][0]}, 0), 1)
+        prompt_ids, answer_ids = tok(text).input_ids, candidate_ids(tok, cand)
+        if len(prompt_ids) + len(answer_ids) > max_length:
+            raise SurgvqaError(f"a scored sequence is {len(prompt_ids) + len(answer_ids)} tokens, above "
+                               f"evaluate.max_length={max_length}: raise it or lower model.image_pixels")
+        ids.append(prompt_ids + answer_ids)
+        labels.append([IGNORE_INDEX] * len(prompt_ids) + answer_ids)
+    width, device = max(map(len, ids)), _device(model)
+    pad = [width - len(row) for row in ids]
+    input_ids = [[tok.pad_token_id] * n + row for n, row in zip(pad, ids)]
+    target_rows = torch.tensor([[IGNORE_INDEX] * n + row for n, row in zip(pad, labels)])
+    keep = int((target_rows != IGNORE_INDEX).sum(dim=1).max()) + 1
+    logits = model(input_ids=torch.tensor(input_ids, device=device),
+                   attention_mask=torch.tensor([[0] * n + [1] * len(row) for n, row in zip(pad, ids)], device=device),
+                   mm_token_type_ids=torch.tensor(processor.create_mm_token_type_ids(input_ids), device=device),
+                   image_grid_thw=torch.cat([seen[img][0] for img, _, _ in pairs]).to(device),
+                   mm_encoder_outputs={"image": BaseModelOutputWithPooling(
+                       pooler_output=tuple(seen[img][1] for img, _, _ in pairs))},
+                   logits_to_keep=keep).logits.float()
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    target = labels[:, -keep + 1:].to(device)
-    mask = target != -100
+    target = target_rows[:, -keep + 1:].to(device)
+    mask = target != IGNORE_INDEX
     token_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (token_logp * mask).sum(dim=1).tolist()

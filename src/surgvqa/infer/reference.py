@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from surgvqa.infer.constrained import CandidateTrie, prefix_allowed_fn
 from surgvqa.infer.engine import Answerer, Item, context_prompt, earlier_in_image
-from surgvqa.infer.generate import greedy_config, score_batch
+from surgvqa.infer.generate import greedy_config
 from surgvqa.model.prompts import render_prompt
-from surgvqa.model.sft import chat_text, load_image
+from surgvqa.model.sft import IGNORE_INDEX, Example, chat_text, encode, load_image
 from surgvqa.params import Params
 
 
@@ -47,6 +47,22 @@ def answer_one(model, processor, image: Path, prompt: str, system: str | None, m
     return tok.decode(out[0, width:], skip_special_tokens=True).strip()
 
 
+def score_one(model, processor, image: Path, prompt: str, candidate: str, system: str | None,
+              max_length: int) -> float:
+    """The summed log-probability of one candidate's tokens, the plain way: the training encoder, one forward."""
+    import torch
+
+    enc = encode(processor, Example(image, prompt, candidate), max_length, system)
+    device = next(model.parameters()).device
+    logits = model(input_ids=enc["input_ids"][None].to(device), pixel_values=enc["pixel_values"].to(device),
+                   image_grid_thw=enc["image_grid_thw"].to(device),
+                   mm_token_type_ids=enc["mm_token_type_ids"][None].to(device)).logits[0].float()
+    logp = torch.log_softmax(logits[:-1], dim=-1)
+    target = enc["labels"][1:].to(device)
+    keep = target != IGNORE_INDEX
+    return logp[keep].gather(-1, target[keep][:, None]).sum().item()
+
+
 def reference_answers(models: dict[str, object], a: Answerer, items: list[Item], adapter_of_stage: dict[int, str],
                       mode: str, params: Params) -> list[str]:
     """Answer items one by one, image by image, stage by stage; `a.model` is not used, `models` are."""
@@ -71,7 +87,7 @@ def reference_answers(models: dict[str, object], a: Answerer, items: list[Item],
                     preds[i] = answer_one(model, a.processor, it.image, prompt, system, a.tries[key].depth,
                                           a.tries[key])
                 elif key and ep.decoding == "score":
-                    scores = [(score_batch(model, a.processor, [(it.image, prompt, c)], system, ep.max_length)[0], c)
+                    scores = [(score_one(model, a.processor, it.image, prompt, c, system, ep.max_length), c)
                               for c in a.choices[key]]
                     preds[i] = max(scores, key=lambda vc: vc[0])[1]
                 else:
