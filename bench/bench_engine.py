@@ -23,7 +23,9 @@ def main() -> int:
     ap.add_argument("--mode", default="sequential", choices=["sequential", "independent"])
     ap.add_argument("--decoding", choices=["constrained", "score", "free"], help="default: evaluate.decoding")
     ap.add_argument("--batch-size", type=int, help="default: evaluate.batch_size")
-    ap.add_argument("--items", type=int, default=150, help="test items (whole images, in file order)")
+    ap.add_argument("--items", type=int, default=1000, help="test items (whole images, in file order)")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="skip the untimed warm-up of both sides on the first image")
     ap.add_argument("--models", default="models")
     ap.add_argument("--splits", default="data/split")
     ap.add_argument("--stage-table", default="data/categorized/question_stages.csv")
@@ -68,6 +70,16 @@ def main() -> int:
 
     print(f"torch threads {torch.get_num_threads()}, {len(items)} items, {args.approach}, {args.mode} mode, "
           f"{params.evaluate.decoding} decoding, batch {params.evaluate.batch_size}", flush=True)
+    if args.warmup:
+        # One-time process costs (thread pools, allocator, lazy initialisation) would otherwise land on
+        # whichever side runs first; both sides answer the warm-up image, untimed, on throwaway models.
+        warm = [it for it in items if it.img_id == items[0].img_id]
+        model, processor = load_base(base_record(models_dir / "base"), params.model)
+        answerer = Answerer(load_adapters(model, dirs), processor, choices,
+                            build_tries(processor.tokenizer, choices), candidate_sets(train_rows))
+        answer_items(answerer, warm, adapter_of_stage, args.mode, params.evaluate, params.prompt, desc="warm-up")
+        reference_answers(load_separate(models_dir / "base", dirs, params), answerer, warm, adapter_of_stage,
+                          args.mode, params)
     t0 = time.perf_counter()
     model, processor = load_base(base_record(models_dir / "base"), params.model)
     model = load_adapters(model, dirs)

@@ -26,6 +26,7 @@ def test_choices_are_whole_training_answers_of_closed_set_questions_only():
 def test_constrained_generation_never_leaves_the_candidates(tiny_project):
     """On the barely trained tiny base, free generation wanders; constrained generation must not."""
     from surgvqa.infer.generate import generate_batch
+    from surgvqa.infer.shared_prefix import decode_constrained
     from surgvqa.io import read_jsonl
     from surgvqa.model.base import base_record, load_base
     from surgvqa.model.prompts import candidate_sets, render_prompt
@@ -43,7 +44,7 @@ def test_constrained_generation_never_leaves_the_candidates(tiny_project):
 
     with torch.inference_mode():
         batch_tries = [tries[r["question"]] for r in rows]
-        constrained = generate_batch(model, processor, prompts, None, max(t.depth for t in batch_tries), batch_tries)
+        constrained = decode_constrained(model, processor, prompts, None, batch_tries)
         free = generate_batch(model, processor, prompts, None, 8)
     assert len(rows) >= 20
     assert all(p in choices[r["question"]] for p, r in zip(constrained, rows))

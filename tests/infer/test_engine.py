@@ -27,7 +27,7 @@ class _Recorder:
 def recorder(monkeypatch):
     rec = _Recorder()
 
-    def fake_generate(model, processor, prompts, system, max_new_tokens, tries=None, cache=None):
+    def fake_generate(model, processor, prompts, system, max_new_tokens, cache=None):
         out = []
         for image, prompt in prompts:
             rec.calls.append((model.active, image.name, prompt))

@@ -7,11 +7,13 @@ the CXRTrek context passing.
 - Sequential mode answers stage 1 of every image first, then stage 2 with the image's stage-1 predictions as
   "Previous context:", then stage 3 with stages 1 and 2. Independent mode gives no context (the ablation).
 - Closed-set questions decode under a constraint (`evaluate.decoding`: a prefix tree of the training
-  answers, or scoring every candidate); open questions generate freely within a short budget.
+  answers, walked with each image's shared prompt prefix computed once, or scoring every candidate); open
+  questions generate freely within a short budget.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,8 @@ from tqdm import tqdm
 
 from surgvqa.data.questions import canonical_question
 from surgvqa.infer.constrained import CandidateTrie
-from surgvqa.infer.generate import ImageCache, generate_batch, score_batch
+from surgvqa.infer.generate import ImageCache, generate_batch
+from surgvqa.infer.shared_prefix import decode_constrained, score_candidates
 from surgvqa.model.prompts import render_prompt
 from surgvqa.params import EvalParams, PromptParams
 from surgvqa.train.approaches import STAGES
@@ -73,17 +76,36 @@ def _batches(seq: list, size: int):
         yield seq[i: i + size]
 
 
+def _image_batches(jobs: list[tuple[int, Item, str]], size: int):
+    """Batches of whole images, since an image's questions in one batch share one computation of their common
+    prefix; images with similar shared prompts (the context) go together, so their prefixes pad little. An
+    image with more than `size` questions is split."""
+    by_image: dict[Path, list] = defaultdict(list)
+    for job in jobs:
+        by_image[job[1].image].append(job)
+    shared = {image: len(os.path.commonprefix([p for _, _, p in image_jobs])) for image, image_jobs in by_image.items()}
+    order = sorted(by_image.items(), key=lambda kv: (shared[kv[0]], str(kv[0])))
+    batch: list = []
+    for _, image_jobs in order:
+        for part in _batches(image_jobs, size):
+            if batch and len(batch) + len(part) > size:
+                yield batch
+                batch = []
+            batch += part
+    if batch:
+        yield batch
+
+
 def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalParams, system: str | None,
                   out: dict[int, str], bar) -> None:
     """Answer jobs (index, item, prompt) that share an adapter, batch by batch, by the decoding rule of each."""
     closed = [j for j in jobs if a.closed_set(j[1].question, params.decoding)]
     free = [j for j in jobs if not a.closed_set(j[1].question, params.decoding)]
     if params.decoding == "constrained":
-        for batch in _batches(closed, params.batch_size):
+        for batch in _image_batches(closed, params.batch_size):
             tries = [a.tries[a.closed_set(it.question, "constrained")] for _, it, _ in batch]
-            # The budget is the longest candidate, so no constrained answer is ever cut short.
-            answers = generate_batch(a.model, a.processor, [(it.image, p) for _, it, p in batch], system,
-                                     max(t.depth for t in tries), tries, a.images)
+            answers = decode_constrained(a.model, a.processor, [(it.image, p) for _, it, p in batch], system,
+                                         tries, a.images)
             out.update({i: ans for (i, _, _), ans in zip(batch, answers)})
             bar.update(len(batch))
     elif params.decoding == "score":
@@ -91,8 +113,8 @@ def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalPa
         pairs = [(i, it, p, c) for i, it, p in closed for c in options[i]]
         scores: dict[int, list[tuple[float, str]]] = defaultdict(list)
         for batch in _batches(pairs, params.batch_size):
-            values = score_batch(a.model, a.processor, [(it.image, p, c) for _, it, p, c in batch], system,
-                                 params.max_length, a.images)
+            values = score_candidates(a.model, a.processor, [(it.image, p, c) for _, it, p, c in batch], system,
+                                      params.max_length, a.images)
             for (i, _, _, c), v in zip(batch, values):
                 scores[i].append((v, c))
             done = [i for i, _, _, _ in batch if len(scores[i]) == len(options[i])]
@@ -102,7 +124,7 @@ def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalPa
     for batch in _batches(free, params.batch_size):
         out.update({i: ans for (i, _, _), ans in zip(batch, generate_batch(
             a.model, a.processor, [(it.image, p) for _, it, p in batch], system, params.open_max_new_tokens,
-            cache=a.images))})
+            a.images))})
         bar.update(len(batch))
 
 

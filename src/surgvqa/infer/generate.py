@@ -2,8 +2,8 @@
 
 One copy of the base stays in memory; `set_adapter` switches between adapters, and callers run everything
 under `torch.inference_mode()` (set_adapter marks the active adapter trainable, which must not matter then).
-Three decoding rules, all greedy: free generation, generation constrained to a prefix tree of candidates,
-and scoring every candidate by its log-likelihood in one forward pass.
+Free greedy generation (open questions) lives here; constrained generation and candidate scoring, which
+share prompt prefixes across rows, are in `shared_prefix.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from surgvqa.errors import SurgvqaError
-from surgvqa.infer.constrained import CandidateTrie, candidate_ids, prefix_allowed_fn
 from surgvqa.model.processor import END_OF_TURN
-from surgvqa.model.sft import IGNORE_INDEX, chat_text, load_image
+from surgvqa.model.sft import chat_text, load_image
 
 
 def load_adapters(base_model, adapters: dict[str, Path]):
@@ -67,6 +65,14 @@ class ImageCache:
         return out
 
 
+def expanded_texts(processor, prompts: list[tuple[Path, str]], system: str | None, seen: dict[Path, tuple]
+                   ) -> list[str]:
+    """The chat text of each (image, prompt) with its image placeholder expanded to the image's token count."""
+    return [chat_text(processor, p, system).replace(
+        processor.image_token, processor.replace_image_token({"image_grid_thw": seen[img][0]}, 0), 1)
+        for img, p in prompts]
+
+
 def encode_prompts(model, processor, prompts: list[tuple[Path, str]], system: str | None,
                    cache: ImageCache | None = None) -> dict:
     """Left-padded model inputs for (image, prompt) pairs, each distinct image preprocessed and seen by the
@@ -82,10 +88,7 @@ def encode_prompts(model, processor, prompts: list[tuple[Path, str]], system: st
     tok.padding_side = "left"  # generation appends on the right, so padding must sit on the left
     device = _device(model)
     seen = (cache or ImageCache(0)).features(model, processor, [img for img, _ in prompts])
-    texts = [chat_text(processor, p, system).replace(
-        processor.image_token, processor.replace_image_token({"image_grid_thw": seen[img][0]}, 0), 1)
-        for img, p in prompts]
-    enc = tok(texts, padding=True)
+    enc = tok(expanded_texts(processor, prompts, system, seen), padding=True)
     return {"input_ids": torch.tensor(enc["input_ids"], device=device),
             "attention_mask": torch.tensor(enc["attention_mask"], device=device),
             "mm_token_type_ids": torch.tensor(processor.create_mm_token_type_ids(enc["input_ids"]), device=device),
@@ -105,63 +108,10 @@ def greedy_config(tokenizer, max_new_tokens: int):
 
 
 def generate_batch(model, processor, prompts: list[tuple[Path, str]], system: str | None, max_new_tokens: int,
-                   tries: list[CandidateTrie] | None = None, cache: ImageCache | None = None) -> list[str]:
-    """Greedy answers for (image, prompt) pairs in one left-padded batch; with `tries`, row i stays in tries[i]."""
+                   cache: ImageCache | None = None) -> list[str]:
+    """Free greedy answers for (image, prompt) pairs in one left-padded batch (open questions; closed-set ones
+    go through `shared_prefix.decode_constrained`)."""
     tok = processor.tokenizer
     enc = encode_prompts(model, processor, prompts, system, cache)
-    config = greedy_config(tok, max_new_tokens)
-    width = enc["input_ids"].shape[1]
-    constraint = prefix_allowed_fn(tries, width, config.eos_token_id, tok.pad_token_id) if tries is not None else None
-    out = model.generate(**enc, generation_config=config, prefix_allowed_tokens_fn=constraint)
-    if tries is None:
-        return [a.strip() for a in tok.batch_decode(out[:, width:], skip_special_tokens=True)]
-    # A constrained answer is read back through its tree, so it is the candidate string itself, not a decode.
-    answers = []
-    for row, trie in zip(out[:, width:].tolist(), tries):
-        ids = tuple(row[: row.index(config.eos_token_id) + 1]) if config.eos_token_id in row else tuple(row)
-        if ids not in trie.answers:
-            raise SurgvqaError(f"constrained generation stopped off its candidates ({ids}); this is a bug")
-        answers.append(trie.answers[ids])
-    return answers
-
-
-def score_batch(model, processor, pairs: list[tuple[Path, str, str]], system: str | None, max_length: int,
-                cache: ImageCache | None = None) -> list[float]:
-    """Sum of the log-probabilities of each (image, prompt, candidate)'s answer tokens, in one forward pass.
-
-    The answer is appended as training appends it (`candidate_ids`), and each image goes through the vision
-    tower once (`cache`). The batch is left-padded, so every answer ends at the last position and only the
-    last few positions need logits (a full [batch, length, vocabulary] tensor is gigabytes on the real model).
-    """
-    import torch
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-    tok = processor.tokenizer
-    seen = (cache or ImageCache(0)).features(model, processor, [img for img, _, _ in pairs])
-    ids, labels = [], []
-    for img, prompt, cand in pairs:
-        text = chat_text(processor, prompt, system).replace(
-            processor.image_token, processor.replace_image_token({"image_grid_thw": seen[img][0]}, 0), 1)
-        prompt_ids, answer_ids = tok(text).input_ids, candidate_ids(tok, cand)
-        if len(prompt_ids) + len(answer_ids) > max_length:
-            raise SurgvqaError(f"a scored sequence is {len(prompt_ids) + len(answer_ids)} tokens, above "
-                               f"evaluate.max_length={max_length}: raise it or lower model.image_pixels")
-        ids.append(prompt_ids + answer_ids)
-        labels.append([IGNORE_INDEX] * len(prompt_ids) + answer_ids)
-    width, device = max(map(len, ids)), _device(model)
-    pad = [width - len(row) for row in ids]
-    input_ids = [[tok.pad_token_id] * n + row for n, row in zip(pad, ids)]
-    target_rows = torch.tensor([[IGNORE_INDEX] * n + row for n, row in zip(pad, labels)])
-    keep = int((target_rows != IGNORE_INDEX).sum(dim=1).max()) + 1
-    logits = model(input_ids=torch.tensor(input_ids, device=device),
-                   attention_mask=torch.tensor([[0] * n + [1] * len(row) for n, row in zip(pad, ids)], device=device),
-                   mm_token_type_ids=torch.tensor(processor.create_mm_token_type_ids(input_ids), device=device),
-                   image_grid_thw=torch.cat([seen[img][0] for img, _, _ in pairs]).to(device),
-                   mm_encoder_outputs={"image": BaseModelOutputWithPooling(
-                       pooler_output=tuple(seen[img][1] for img, _, _ in pairs))},
-                   logits_to_keep=keep).logits.float()
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    target = target_rows[:, -keep + 1:].to(device)
-    mask = target != IGNORE_INDEX
-    token_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token_logp * mask).sum(dim=1).tolist()
+    out = model.generate(**enc, generation_config=greedy_config(tok, max_new_tokens))
+    return [a.strip() for a in tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
