@@ -11,8 +11,9 @@ generate() with a prefix-tree constraint (what the reference does) wastes two th
 The choice rule is generate()'s greedy one under `prefix_allowed_tokens_fn`: the highest logit among the
 allowed tokens, ties to the lowest id. The shared prefixes get the model's own multimodal RoPE positions
 (`get_rope_index`); everything after them is text, whose positions continue one by one from the prefix's
-highest, as in generate(). So the answers equal the reference's (`tests/infer/test_shared_prefix.py`,
-`tests/infer/test_engine.py`, `bench/bench_engine.py`).
+highest, as in generate(). So the answers equal the reference's up to floating-point rounding (the prefix
+runs in another batch shape): identical in float32 here (`tests/infer/test_shared_prefix.py`,
+`tests/infer/test_engine.py`, `bench/bench_engine.py`); in bfloat16 a near-tie can flip.
 
 Scoring shares more: the candidates of one question share its whole prompt, which runs once, and each
 candidate runs as a continuation of it.
@@ -94,10 +95,10 @@ def _choose(rows: list[_Row], logits) -> None:
     for row, scores in zip(rows, logits.float()):
         if row.done:
             continue
-        allowed = torch.tensor(list(row.node), device=scores.device)
-        masked = torch.full_like(scores, float("-inf"))
-        masked[allowed] = scores[allowed]
-        row.take(int(masked.argmax()))
+        allowed = torch.tensor(sorted(row.node), device=scores.device)  # sorted: ties go to the lowest id
+        options = scores[allowed]
+        # All allowed logits -inf (an fp16 overflow): generate()'s masked argmax then takes the lowest allowed id.
+        row.take(int(allowed[options.argmax()]) if torch.isfinite(options).any() else int(allowed[0]))
 
 
 class SharedPrefixBatch:
@@ -108,14 +109,15 @@ class SharedPrefixBatch:
     """
 
     def __init__(self, model, processor, prompts: list[tuple[Path, str]], system: str | None,
-                 cache: ImageCache | None = None, share_whole_prompts: bool = False):
+                 cache: ImageCache | None = None, share_whole_prompts: bool = False, check_lengths=None):
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         self.model, self.pad, self.device = model, processor.tokenizer.pad_token_id, _device(model)
         seen = (cache or ImageCache(0)).features(model, processor, [img for img, _ in prompts])
         ids = processor.tokenizer(expanded_texts(processor, prompts, system, seen)).input_ids
-        self.prompt_lengths = [len(row) for row in ids]
+        if check_lengths is not None:  # before any forward pass, so an over-long prompt fails with its error
+            check_lengths([len(row) for row in ids])
         # Rows of one image share their common prefix; with share_whole_prompts only identical prompts group
         # (scoring several candidates of one question), so the prefix is the whole prompt but its last token.
         groups: dict[object, list[int]] = {}
@@ -199,13 +201,16 @@ def score_candidates(model, processor, pairs: list[tuple[Path, str, str]], syste
 
     from surgvqa.model.sft import IGNORE_INDEX
 
-    prompts = [(img, prompt) for img, prompt, _ in pairs]
-    batch = SharedPrefixBatch(model, processor, prompts, system, cache, share_whole_prompts=True)
     answers = [candidate_ids(processor.tokenizer, cand) for _, _, cand in pairs]
-    for n, ans in zip(batch.prompt_lengths, answers):
-        if n + len(ans) > max_length:
-            raise SurgvqaError(f"a scored sequence is {n + len(ans)} tokens, above evaluate.max_length="
-                               f"{max_length}: raise it or lower model.image_pixels")
+
+    def check(prompt_lengths: list[int]) -> None:
+        for n, ans in zip(prompt_lengths, answers):
+            if n + len(ans) > max_length:
+                raise SurgvqaError(f"a scored sequence is {n + len(ans)} tokens, above evaluate.max_length="
+                                   f"{max_length}: raise it or lower model.image_pixels")
+
+    batch = SharedPrefixBatch(model, processor, [(img, prompt) for img, prompt, _ in pairs], system, cache,
+                              share_whole_prompts=True, check_lengths=check)
     keep = max(map(len, answers)) + 1  # the prompt's last position predicts the first answer token
     logits = batch.feed([tail + ans for tail, ans in zip(batch.tails, answers)], keep=keep)
     targets = torch.tensor([[IGNORE_INDEX] * (keep - 1 - len(a)) + a for a in answers], device=logits.device)
