@@ -5,7 +5,7 @@ did); the engine keeps one base with the adapters switched by name and answers i
 decoding rule, so their predictions must be identical. Wall time includes loading the models.
 
     . .venv/bin/activate && python bench/bench_engine.py            # after `dvc repro` (needs models/)
-    python bench/bench_engine.py --items 200 --approach sequential --mode sequential --decoding constrained
+    python bench/bench_engine.py --items 200 --approach sequential --mode context --decoding constrained
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import sys
 import time
 from pathlib import Path
 
+from surgvqa.names import APPROACHES, DECODINGS, EVAL_MODES
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--approach", default="sequential", choices=["sequential", "curriculum", "baseline"])
-    ap.add_argument("--mode", default="sequential", choices=["sequential", "independent"])
-    ap.add_argument("--decoding", choices=["constrained", "score", "free"], help="default: evaluate.decoding")
+    ap.add_argument("--approach", default="sequential", choices=APPROACHES)
+    ap.add_argument("--mode", default="context", choices=EVAL_MODES)
+    ap.add_argument("--decoding", choices=DECODINGS, help="default: evaluate.decoding")
     ap.add_argument("--batch-size", type=int, help="default: evaluate.batch_size")
     ap.add_argument("--items", type=int, default=1000, help="test items (whole images, in file order)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false",
@@ -38,23 +40,24 @@ def main() -> int:
     import transformers.models.qwen2_vl.modeling_qwen2_vl  # noqa: F401
 
     from surgvqa.evaluate.evaluate import approach_adapters
-    from surgvqa.infer.constrained import answer_choices, build_tries
+    from surgvqa.data.raw import RAW_DIR
+    from surgvqa.infer.constrained import build_tries
     from surgvqa.infer.engine import Answerer, Item, answer_items
     from surgvqa.infer.generate import load_adapters
     from surgvqa.infer.reference import load_separate, reference_answers
     from surgvqa.infer.routing import read_stage_table, route
     from surgvqa.io import read_jsonl
-    from surgvqa.model.base import base_record, load_base
-    from surgvqa.model.prompts import candidate_sets
+    from surgvqa.model.load import base_record, load_base
+    from surgvqa.model.prompts import answer_choices, candidate_sets
     from surgvqa.model.sft import image_of
-    from surgvqa.params import load_params
+    from surgvqa.params.schema import load_params
 
     params = load_params(args.params)
     if args.decoding:
         params.evaluate.decoding = args.decoding
     if args.batch_size:
         params.evaluate.batch_size = args.batch_size
-    models_dir, raw_dir = Path(args.models), Path(params.data.raw_dir)
+    models_dir, raw_dir = Path(args.models), RAW_DIR
     if not (models_dir / "base").is_dir():
         print(f"{models_dir}/base not found: run `dvc repro` first", file=sys.stderr)
         return 2
@@ -78,18 +81,18 @@ def main() -> int:
         answerer = Answerer(load_adapters(model, dirs), processor, choices,
                             build_tries(processor.tokenizer, choices), candidate_sets(train_rows))
         answer_items(answerer, warm, adapter_of_stage, args.mode, params.evaluate, params.prompt, desc="warm-up")
-        reference_answers(load_separate(models_dir / "base", dirs, params), answerer, warm, adapter_of_stage,
-                          args.mode, params)
+        reference_answers(load_separate(models_dir / "base", dirs, params.model), answerer, warm, adapter_of_stage,
+                          args.mode, params.evaluate, params.prompt)
     t0 = time.perf_counter()
-    model, processor = load_base(base_record(models_dir / "base"), params.model)
-    model = load_adapters(model, dirs)
-    answerer = Answerer(model, processor, choices, build_tries(processor.tokenizer, choices), candidate_sets(train_rows))
+    base_model, processor = load_base(base_record(models_dir / "base"), params.model)
+    answerer = Answerer(load_adapters(base_model, dirs), processor, choices, build_tries(processor.tokenizer, choices),
+                        candidate_sets(train_rows))
     t1 = time.perf_counter()
     engine = answer_items(answerer, items, adapter_of_stage, args.mode, params.evaluate, params.prompt, desc="engine")
     t2 = time.perf_counter()
-    separate = load_separate(models_dir / "base", dirs, params)
+    separate = load_separate(models_dir / "base", dirs, params.model)
     t3 = time.perf_counter()
-    reference = reference_answers(separate, answerer, items, adapter_of_stage, args.mode, params)
+    reference = reference_answers(separate, answerer, items, adapter_of_stage, args.mode, params.evaluate, params.prompt)
     t4 = time.perf_counter()
 
     same = sum(a == b for a, b in zip(engine, reference))

@@ -8,5 +8,6 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1
+surgvqa params check   # every section at once, before any stage runs
 surgvqa data ensure
 dvc repro "$@"

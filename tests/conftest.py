@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -15,6 +16,18 @@ from surgvqa.data.scene import sample_scene
 REPO = Path(__file__).resolve().parents[1]
 # No test may reach the network: DVC's usage report and the Hub stay off in every subprocess too.
 os.environ.update(DVC_NO_ANALYTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
+
+def repo_params():
+    """The project's params.yaml, loaded and checked: the one home of every value."""
+    from surgvqa.params.schema import load_params
+
+    return load_params(REPO / "params.yaml")
+
+
+def section(name: str, **changes):
+    """One section of the project's params, with `changes` (checked again, as a params.yaml edit would be)."""
+    return dataclasses.replace(getattr(repo_params(), name), **changes)
 
 
 def jpeg_bytes(index: int = 0) -> bytes:

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from surgvqa.params import Params, load_params
+from surgvqa.params.schema import Params, load_params
+from surgvqa.params.typed import sections_of
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def sections(params: Params, fn) -> dict:
+    """The params sections a stage function declares, taken from `params`, to call it as its entry point does."""
+    return {name: getattr(params, name) for name in sections_of(fn)}
 
 
 def tiny_params(tmp: Path) -> Params:
@@ -29,29 +35,29 @@ def tiny_project(tmp_path_factory) -> dict:
     """{'root', 'raw', 'splits', 'base', 'params'}: 24 sample images split and a tiny base built from them."""
     from surgvqa.data import categorize, convert, ingest, split
     from surgvqa.data.sample import make_sample
-    from surgvqa.model.base import run as build_base
+    from surgvqa.model import base
 
     root = tmp_path_factory.mktemp("tiny_project")
     params = tiny_params(root)
     raw = root / "raw"
     make_sample(raw, images=24, seed=1)
-    ingest.run(raw, root / "ingested", root / "r" / "ingest.json", 0.05)
+    ingest.run(raw, root / "ingested", root / "r" / "ingest.json", params.ingest)
     categorize.run(root / "ingested" / "qa.jsonl", root / "categorized", root / "r" / "cat.json", params.categorize)
-    convert.run(root / "categorized" / "inline.jsonl", root / "cxrtrek", root / "r" / "convert.json", 0.0)
+    convert.run(root / "categorized" / "inline.jsonl", root / "cxrtrek", root / "r" / "convert.json", params.convert)
     split.run(root / "cxrtrek" / "cxrtrek.jsonl", root / "split", root / "r" / "split.json", params.split)
-    build_base(root / "models" / "base", root / "split" / "train.jsonl", raw, root / "r" / "base.json", params)
+    base.run(root / "models" / "base", root / "split" / "train.jsonl", raw, root / "r" / "base.json",
+             **sections(params, base.run))
     return {"root": root, "raw": raw, "splits": root / "split", "base": root / "models" / "base", "params": params}
 
 
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_project) -> Path:
     """All seven adapters of the three approaches, trained a few steps each, beside the tiny base."""
-    from surgvqa.train.approaches import plan_stage
-    from surgvqa.train.stage import train_stage
+    from surgvqa.train import train
 
-    tp, models = tiny_project, tiny_project["base"].parent
+    project, models = tiny_project, tiny_project["base"].parent
     for approach, stage in [("sequential", 1), ("sequential", 2), ("sequential", 3), ("curriculum", 1),
                             ("curriculum", 2), ("curriculum", 3), ("baseline", None)]:
-        plan = plan_stage(approach, stage, tp["params"].train, models)
-        train_stage(plan, tp["params"], tp["splits"], tp["raw"], tp["base"], models / ".checkpoints")
+        train.run(approach, stage, project["splits"], project["raw"], project["base"], models, models / ".checkpoints",
+                  **sections(project["params"], train.run))
     return models

@@ -1,5 +1,6 @@
 """The `surgvqa` command and the DVC pipeline end to end, in a scratch copy of the project."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,10 +31,31 @@ def test_errors_are_one_clear_line_not_a_traceback(tmp_path, capsys, repo):
 
 
 def test_wrong_params_key_fails_before_any_work(tmp_path, capsys):
-    (tmp_path / "params.yaml").write_text("ingest:\n  max_bad_fractoin: 0.1\n")
+    (tmp_path / "params.yaml").write_text("sample:\n  images: 3\n  sead: 1\n")
     assert main(["--params", str(tmp_path / "params.yaml"), "data", "sample", "--out", str(tmp_path / "raw")]) == 1
-    assert "ingest.max_bad_fractoin: unknown key" in capsys.readouterr().err
+    assert "sample.sead: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "raw").exists()
+
+
+def test_params_check_loads_every_section(tmp_path, repo, capsys):
+    assert main(["--params", str(repo / "params.yaml"), "params", "check"]) == 0
+    assert "complete and valid (13 sections)" in capsys.readouterr().out
+    (tmp_path / "params.yaml").write_text("sample:\n  images: 3\n  seed: 1\n")
+    assert main(["--params", str(tmp_path / "params.yaml"), "params", "check"]) == 1
+    assert "ingest: missing" in capsys.readouterr().err
+
+
+def test_an_argument_value_that_names_a_stage_is_still_an_argument(tmp_path, repo, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `--out train`: the value is a folder, not the `train` command
+    assert main(["--params", str(repo / "params.yaml"), "data", "sample", "--out", "train", "--images", "2",
+                 "--seed", "3"]) == 0
+    assert "sample: 2 images" in capsys.readouterr().out and (tmp_path / "train" / "metadata.csv").is_file()
+
+
+def test_a_stage_command_passes_its_arguments_to_the_module_dvc_runs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["ingest", "--help"])
+    assert e.value.code == 0 and "--report" in capsys.readouterr().out
 
 
 def test_data_import_from_csv(tmp_path, repo, capsys):
@@ -52,6 +74,29 @@ DATA_STAGES = ("ingest", "categorize", "convert", "split", "validate")
 # The whole pipeline, scaled down so it runs in about two minutes: a smaller tiny model, a few steps a stage.
 SMALL = {"model": {"image_pixels": 3136, "tiny": {"pretrain_epochs": 1.0}},
          "train": {"max_steps": 2, "batch_size": 4, "logging_steps": 1}}
+
+
+APPROACHES = ("sequential", "curriculum", "baseline")
+
+
+@contextlib.contextmanager
+def _edited(path: Path, old: str, new: str):
+    """Replace `old` (which must occur) by `new` in a file for the duration of the block."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+    try:
+        yield
+    finally:
+        path.write_text(text)
+
+
+def _changed_stages(cwd: Path) -> dict:
+    """Stages whose recorded deps or params changed, as `dvc status` reports them."""
+    out = _sh([sys.executable, "-m", "dvc", "status", "--json"], cwd)
+    status = json.loads(out[out.index("{"):])
+    return {name: changes for name, changes in status.items() if any("changed deps" in c for c in changes
+                                                                         if isinstance(c, dict))}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -92,7 +137,8 @@ def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp
     # Every approach evaluated, and compared side by side.
     for approach in ("sequential", "curriculum", "baseline"):
         metrics = json.loads((tmp_path / "reports" / "eval" / approach / "metrics.json").read_text())
-        assert metrics["approach"] == approach and 0 <= metrics["strict_overall"] <= metrics["lenient_overall"]
+        assert metrics["approach"] == approach
+        assert 0 <= metrics["context_strict_overall"] <= metrics["context_lenient_overall"]
     assert "| sequential vs baseline |" in (tmp_path / "reports" / "compare.md").read_text()
     assert (tmp_path / "reports" / "charts" / "forgetting.png").is_file()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -107,6 +153,23 @@ def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp
     assert parent["curriculum-stage_3"] == ids["curriculum-stage_2"]
     assert parent["curriculum-stage_2"] == ids["curriculum-stage_1"] and parent["curriculum-stage_1"] == "none"
     assert all(parent[f"sequential-stage_{s}"] == "none" for s in (1, 2, 3)) and parent["baseline"] == "none"
+
+    # DVC reruns exactly what changed: a params key, a code file, a section's schema; each probe is undone after.
+    assert _changed_stages(tmp_path) == {}
+    train_stages = {f"train_{a}@{s}" for a in ("sequential", "curriculum") for s in (1, 2, 3)} | {"train_baseline"}
+    with _edited(tmp_path / "params.yaml", "dropout: 0.05", "dropout: 0.1"):
+        assert set(_changed_stages(tmp_path)) == train_stages
+    with _edited(tmp_path / "src/surgvqa/model/prompts.py", '"count": "count"', '"count": "number"'):
+        assert set(_changed_stages(tmp_path)) == {"base", *train_stages, *(f"evaluate@{a}" for a in APPROACHES)}
+    with _edited(tmp_path / "src/surgvqa/params/evaluate.py", "bootstrap_samples < 100", "bootstrap_samples < 99"):
+        assert set(_changed_stages(tmp_path)) == {*(f"evaluate@{a}" for a in APPROACHES), "compare"}
+    assert _changed_stages(tmp_path) == {}
+
+    # Same inputs, same bytes: forced reruns of the base, a continued adapter and an evaluation change nothing.
+    lock = (tmp_path / "dvc.lock").read_text()
+    for stage in ("base", "train_curriculum@2", "evaluate@baseline"):
+        _sh([sys.executable, "-m", "dvc", "repro", "-q", "-f", "-s", stage], tmp_path)
+    assert (tmp_path / "dvc.lock").read_text() == lock and _changed_stages(tmp_path) == {}
 
     # Regenerating the sample changes nothing DVC can see; a second repro is a no-op.
     shutil.rmtree(tmp_path / "data" / "raw")

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from surgvqa.params import DEFAULT_LLM_PROMPT
+from surgvqa.params.schema import load_params
+
+REPO = Path(__file__).resolve().parents[1]
 
 CHAT_TEMPLATE = ("{% for m in messages %}<user> {{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<assistant>{% endif %}")
 
 
-def build_tiny_causal_lm(out_dir: Path, corpus: list[str]) -> Path:
-    """A 2-layer Qwen2 causal LM with a word-level tokenizer trained on `corpus` and the taxonomy prompt."""
+def build_tiny_causal_lm(out_dir: Path, corpus: list[str], digits: bool = True) -> Path:
+    """A 2-layer Qwen2 causal LM with a word-level tokenizer trained on `corpus` and the taxonomy prompt; with
+    `digits` False its vocabulary holds no digit, so no reply it gives can name a stage."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+    taxonomy_prompt = load_params(REPO / "params.yaml").categorize.llm.prompt
     specials = ["<unk>", "<pad>", "<eos>", "<user>", "<assistant>"]
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([DEFAULT_LLM_PROMPT, "Stage: 1 2 3", *corpus],
+    texts = [taxonomy_prompt, "Stage: 1 2 3", *corpus]
+    if not digits:
+        texts = [re.sub(r"[0-9]", "", t) for t in texts]
+    tok.train_from_iterator(texts,
                             trainers.WordLevelTrainer(special_tokens=specials))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
                                         eos_token="<eos>")

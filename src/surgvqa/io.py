@@ -53,10 +53,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def read_json(path: Path) -> dict:
-    """Read a JSON report, with an error that says how to produce a missing one."""
+def read_json(path: Path, hint: str = "run the stage that writes it first (dvc repro)") -> dict:
+    """Read a JSON report or record; a missing file is an error saying how to produce it (`hint`)."""
     if not path.is_file():
-        raise SurgvqaError(f"{path} does not exist: run the stage that writes it first (dvc repro)")
+        raise SurgvqaError(f"{path} does not exist: {hint}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

@@ -1,4 +1,5 @@
-"""MLflow helpers: one run per training stage, params flattened, per-step metrics from the Trainer.
+"""MLflow helpers: one run per training stage, params flattened, per-step metrics from the Trainer, and the way
+back from an adapter to its run (the run's `adapter_sha256` tag).
 
 The embedded default store is a SQLite file (`sqlite:///mlflow.db`), which the MLflow UI opens with
 `mlflow ui --backend-store-uri sqlite:///mlflow.db` (bound to 127.0.0.1 by default).
@@ -6,12 +7,13 @@ The embedded default store is a SQLite file (`sqlite:///mlflow.db`), which the M
 
 from __future__ import annotations
 
-import math
+import re
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from surgvqa.params import TrackingParams
+from surgvqa.names import APPROACHES
+from surgvqa.params.tracking import TrackingParams
 
 # The Trainer's log keys, renamed so every approach's runs share metric names in the MLflow UI.
 _METRIC_NAMES = {"loss": "train_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
@@ -47,13 +49,52 @@ def log_params(params: dict) -> None:
     mlflow.log_params(flatten(params))
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    """Log finite numeric metrics to the active run."""
+def log_metrics(metrics: dict[str, float | None], step: int | None = None) -> None:
+    """Log metrics to the active run, NaN and infinity included (a diverged loss must show, not vanish).
+
+    None means "not defined" (an accuracy over no items) and has no MLflow value, so it is left out; anything
+    else that is not a number is an error.
+    """
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    if clean:
-        mlflow.log_metrics(clean, step=step)
+    wrong = {k: v for k, v in metrics.items()
+             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))}
+    if wrong:
+        raise TypeError(f"metrics must be numbers or None, got {wrong}")
+    values = {k: float(v) for k, v in metrics.items() if v is not None}
+    if values:
+        mlflow.log_metrics(values, step=step)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Set tags on the active run."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def find_adapter_run(tracking: TrackingParams, lineage: dict) -> str | None:
+    """The id of the latest finished training run that wrote this adapter (its weight hash, approach and stage
+    from its lineage), or None when the store has none (adapters pulled from a DVC remote with another store).
+
+    The hash alone is not enough: two approaches can train identical weights (sequential and curriculum stage 1
+    see the same rows at the same rate and seed)."""
+    adapter_sha256 = lineage["adapter_sha256"]
+    from mlflow.tracking import MlflowClient
+
+    # These go into a filter string: only the shapes lineage records can hold.
+    if not re.fullmatch(r"[0-9a-f]{64}", adapter_sha256) or lineage["approach"] not in APPROACHES:
+        raise ValueError(f"not an adapter lineage: sha256 {adapter_sha256!r}, approach {lineage['approach']!r}")
+    client = MlflowClient(tracking_uri=tracking.uri)
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    if experiment is None:
+        return None
+    stage = str(lineage["stage"] or "all")
+    query = (f"tags.adapter_sha256 = '{adapter_sha256}' and tags.approach = '{lineage['approach']}' and "
+             f"tags.stage = '{stage}' and attributes.status = 'FINISHED'")
+    runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 def log_dir(path: Path, artifact_path: str) -> None:

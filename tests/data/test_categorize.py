@@ -1,17 +1,27 @@
 import csv
+import dataclasses
+import json
 
 import pytest
 
 from surgvqa.data import questions as Q
 from surgvqa.data.categorize import agreement_report, assign_stages, keyword_stage, run, to_inline
 from surgvqa.data.llm_categorizer import parse_stage
+from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_jsonl
-from surgvqa.params import CategorizeParams, LLMCategorizerParams
+from tests.conftest import section
 from tests.tiny_models import build_tiny_causal_lm
 
 
+def _llm(model_dir, **changes):
+    """The repo's categorize section switched to the LLM backend on a local model."""
+    categorize = section("categorize")
+    llm = dataclasses.replace(categorize.llm, model=str(model_dir), **changes)
+    return dataclasses.replace(categorize, backend="llm", llm=llm)
+
+
 def test_keyword_backend_agrees_with_every_gold_label():
-    stages = assign_stages([q.text for q in Q.QUESTIONS], CategorizeParams())
+    stages = assign_stages([q.text for q in Q.QUESTIONS], section("categorize", backend="keyword"))
     report = agreement_report(stages, [{"question": q.text} for q in Q.QUESTIONS], "keyword")
     assert report["gold_agreement"] == 1.0 and report["gold_disagreements"] == []
     assert report["unparsed_replies"] == 0
@@ -74,8 +84,8 @@ def test_llm_backend_calls_the_model_once_per_unique_question(tmp_path, monkeypa
         return real_generate(self, *args, **kwargs)
 
     monkeypatch.setattr(GenerationMixin, "generate", counting_generate)
-    params = CategorizeParams(backend="llm", llm=LLMCategorizerParams(model=str(model_dir), batch_size=2,
-                                                                      max_new_tokens=4))
+    # Random replies may or may not name a stage; this test is about batching, so any share is allowed.
+    params = _llm(model_dir, batch_size=2, max_new_tokens=4, max_unparsed_fraction=1.0)
     write_jsonl(tmp_path / "qa.jsonl", rows)
     report = run(tmp_path / "qa.jsonl", tmp_path / "out", tmp_path / "report.json", params)
 
@@ -89,3 +99,23 @@ def test_llm_backend_calls_the_model_once_per_unique_question(tmp_path, monkeypa
     assert report["unparsed_replies"] == sum(1 for t in table if t["parsed"] == "False")
     assert report["backend"] == "llm" and report["gold_questions"] == 5
     assert len(read_jsonl(tmp_path / "out" / "inline.jsonl")) == 40
+
+
+def test_llm_replies_that_name_no_stage_fail_the_stage_beyond_the_params_share(tmp_path):
+    unique = [q.text for q in Q.QUESTIONS[:4]]
+    rows = [{"img_id": f"i{k}", "image": f"images/i{k}.jpg", "source": "Polyps", "question": unique[k % 4],
+             "answer": "yes"} for k in range(8)]
+    write_jsonl(tmp_path / "qa.jsonl", rows)
+    # A model whose vocabulary has no digits cannot name a stage: every reply is unparsed.
+    model_dir = build_tiny_causal_lm(tmp_path / "no-digits", unique, digits=False)
+    with pytest.raises(SurgvqaError, match=r"4 of 4 LLM replies name no stage \(above categorize.llm"):
+        run(tmp_path / "qa.jsonl", tmp_path / "out", tmp_path / "report.json",
+            _llm(model_dir, max_new_tokens=3, max_unparsed_fraction=0.5))
+    report = json.loads((tmp_path / "report.json").read_text())  # written before failing, for inspection
+    assert report["unparsed_replies"] == 4 and report["max_unparsed_fraction"] == 0.5
+    with (tmp_path / "out" / "question_stages.csv").open(encoding="utf-8", newline="") as f:
+        assert [r["parsed"] for r in csv.DictReader(f)] == ["False"] * 4
+    # Within the share the stage passes, and the fallback stage is counted, not hidden.
+    passed = run(tmp_path / "qa.jsonl", tmp_path / "out2", tmp_path / "report2.json",
+                 _llm(model_dir, max_new_tokens=3, max_unparsed_fraction=1.0))
+    assert passed["unparsed_replies"] == 4 and passed["rows_per_stage"]["stage_2"] == 8

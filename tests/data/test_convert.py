@@ -1,8 +1,9 @@
 import pytest
 
-from surgvqa.data.convert import convert, record_problem, run
+from surgvqa.data.convert import convert_records, record_problem, run
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_jsonl
+from tests.conftest import section
 
 
 def _rec(instruction, target, img="a"):
@@ -11,7 +12,7 @@ def _rec(instruction, target, img="a"):
 
 
 def test_one_row_per_qa_pair_with_stage_names():
-    rows, rejected, report = convert([_rec("Stage-1: Is there text?\nStage-3: Have all polyps been removed?",
+    rows, rejected, report = convert_records([_rec("Stage-1: Is there text?\nStage-3: Have all polyps been removed?",
                                            "yes\nno")])
     assert rejected == []
     assert rows == [
@@ -34,7 +35,7 @@ def test_one_row_per_qa_pair_with_stage_names():
 ])
 def test_malformed_records_are_rejected_whole_with_reason(instruction, target, reason):
     assert record_problem(_rec(instruction, target)).startswith(reason)
-    rows, rejected, report = convert([_rec(instruction, target), _rec("Stage-2: Q?", "A", img="b")])
+    rows, rejected, report = convert_records([_rec(instruction, target), _rec("Stage-2: Q?", "A", img="b")])
     assert [r["img_id"] for r in rows] == ["b"]  # the bad record contributes no half-paired rows
     assert rejected[0]["reason"].startswith(reason) and rejected[0]["img_id"] == "a"
     assert report["rejected_by_reason"] == {reason: 1}
@@ -43,12 +44,12 @@ def test_malformed_records_are_rejected_whole_with_reason(instruction, target, r
 def test_run_fails_above_the_share_and_keeps_the_rejects(tmp_path):
     write_jsonl(tmp_path / "inline.jsonl", [_rec("Stage-1: Q?", "A\nB"), _rec("Stage-2: Q?", "A", img="b")])
     with pytest.raises(SurgvqaError, match="1 of 2 inline records are malformed"):
-        run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", max_bad_fraction=0.0)
+        run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", section("convert", max_bad_fraction=0.0))
     assert len(read_jsonl(tmp_path / "out" / "rejected.jsonl")) == 1
-    report = run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", max_bad_fraction=0.5)
+    report = run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", section("convert", max_bad_fraction=0.5))
     assert report["qa_rows"] == 1 and len(read_jsonl(tmp_path / "out" / "cxrtrek.jsonl")) == 1
 
 
 def test_record_without_its_fields_is_rejected_not_a_crash():
-    rows, rejected, _ = convert([{"instruction": "Stage-1: Q?", "target": "A"}])
+    rows, rejected, _ = convert_records([{"instruction": "Stage-1: Q?", "target": "A"}])
     assert rows == [] and rejected[0]["reason"] == "missing_field: image, img_id"

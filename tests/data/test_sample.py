@@ -11,7 +11,7 @@ from PIL import Image
 from surgvqa.data import questions as Q
 from surgvqa.data.sample import RGB, _shade, cell_box, draw_scene, make_sample
 from surgvqa.data.scene import Scene, Thing, answers, sample_scene
-from surgvqa.params import load_params
+from tests.conftest import repo_params
 
 VOCAB = {
     "yes_no": {"yes", "no", "not relevant"},
@@ -144,8 +144,8 @@ def test_procedure_changes_the_scene():
 
 def test_regenerating_the_default_reproduces_the_hash_in_data_dvc(tmp_path, repo):
     """Same params, same bytes: `dvc add` of a fresh sample records exactly the hash committed in data.dvc."""
-    params = load_params(repo / "params.yaml")
-    make_sample(tmp_path / "data" / "raw", params.data.sample.images, params.data.sample.seed)
+    sample = repo_params().sample
+    make_sample(tmp_path / "data" / "raw", sample.images, sample.seed)
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     subprocess.run([*dvc, "add", "-q", "data/raw"], cwd=tmp_path, check=True)

@@ -3,7 +3,10 @@ import pytest
 from surgvqa.errors import SurgvqaError
 from surgvqa.evaluate.compare import compare, markdown, paired_result
 from surgvqa.evaluate.metrics import summarise
-from surgvqa.params import EvalParams
+from tests.conftest import section
+
+
+CONFIDENCE = 0.95
 
 
 def _preds(strict_by_mode: dict[str, list[bool]], majority: list[bool]) -> list[dict]:
@@ -14,25 +17,25 @@ def _preds(strict_by_mode: dict[str, list[bool]], majority: list[bool]) -> list[
 
 
 def _report(approach, preds, forgetting=None):
-    modes = {m: summarise([p for p in preds if p["mode"] == m], EvalParams(bootstrap_samples=200))
-             for m in ("sequential", "independent")}
-    rep = {"approach": approach, "primary_mode": "sequential", "modes": modes}
+    modes = {m: summarise([p for p in preds if p["mode"] == m], section("evaluate", bootstrap_samples=200))
+             for m in ("context", "independent")}
+    rep = {"approach": approach, "primary_mode": "context", "confidence": CONFIDENCE, "modes": modes}
     return rep | ({"forgetting": forgetting} if forgetting else {})
 
 
 def test_paired_results_between_approaches_and_against_the_majority_answer():
     maj = [True, False, False, True, False, True]
-    a = _preds({"sequential": [True, True, True, True, False, False],
+    a = _preds({"context": [True, True, True, True, False, False],
                 "independent": [True, False, False, True, False, False]}, maj)
-    b = _preds({"sequential": [False, False, False, True, True, False],
+    b = _preds({"context": [False, False, False, True, True, False],
                 "independent": [False, False, False, True, True, False]}, maj)
     forgetting = {"after_stage_1": {"stage_1": 1.0, "stage_2": 0.0, "stage_3": None}}
     result = compare({"sequential": _report("sequential", a), "curriculum": _report("curriculum", b, forgetting)},
-                     {"sequential": a, "curriculum": b})
-    ab = result["paired"]["sequential"]["sequential vs curriculum"]
+                     {"sequential": a, "curriculum": b}, CONFIDENCE)
+    ab = result["paired"]["context"]["sequential vs curriculum"]
     assert (ab["wins"], ab["ties_both_right"], ab["ties_both_wrong"], ab["losses"]) == (3, 1, 1, 1)
     assert ab["p_value"] == pytest.approx(0.625)  # 3 vs 1 discordant: 2 * P(X <= 1 | 4) = 2 * 5/16
-    vs_maj = result["paired"]["sequential"]["sequential vs majority answer"]
+    vs_maj = result["paired"]["context"]["sequential vs majority answer"]
     assert (vs_maj["wins"], vs_maj["losses"]) == (2, 1)
     independent = result["paired"]["independent"]["sequential vs curriculum"]
     assert (independent["wins"], independent["losses"]) == (1, 1)
@@ -48,3 +51,16 @@ def test_paired_results_between_approaches_and_against_the_majority_answer():
 def test_a_paired_test_refuses_different_items():
     with pytest.raises(SurgvqaError, match="same items"):
         paired_result({("i", "q"): True}, {("j", "q"): True})
+
+
+def test_compare_takes_its_confidence_from_params_and_refuses_reports_at_another():
+    a = _preds({"context": [True, False] * 3, "independent": [True] * 6}, [True] * 6)
+    reports = {"sequential": _report("sequential", a), "curriculum": _report("curriculum", a)}
+    predictions = {"sequential": a, "curriculum": a}
+    result = compare(reports, predictions, CONFIDENCE)
+    assert result["confidence"] == CONFIDENCE and "with 95% bootstrap" in markdown(result, reports)
+    with pytest.raises(SurgvqaError, match="another confidence than evaluate.confidence 0.9"):
+        compare(reports, predictions, 0.9)
+    reports["curriculum"] = {k: v for k, v in reports["curriculum"].items() if k != "confidence"}
+    with pytest.raises(SurgvqaError, match="curriculum"):  # a report that does not say is no match either
+        compare(reports, predictions, CONFIDENCE)

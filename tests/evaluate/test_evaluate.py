@@ -6,14 +6,16 @@ import pytest
 
 from surgvqa.evaluate import compare, evaluate
 from surgvqa.io import read_jsonl
+from tests.model_fixtures import sections
 
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_project, tiny_adapters, tmp_path_factory):
-    tp = tiny_project
+    project = tiny_project
     out = tmp_path_factory.mktemp("eval")
-    reports = {a: evaluate.run(a, tiny_adapters, tp["splits"], tp["raw"],
-                               tp["root"] / "categorized" / "question_stages.csv", out / a, tp["params"])
+    table = project["root"] / "categorized" / "question_stages.csv"
+    reports = {a: evaluate.run(a, tiny_adapters, project["splits"], project["raw"], table, out / a,
+                               **sections(project["params"], evaluate.run))
                for a in ("sequential", "curriculum", "baseline")}
     return out, reports
 
@@ -24,16 +26,20 @@ def test_every_item_is_scored_in_both_modes_with_strict_beside_lenient(tiny_proj
     test = read_jsonl(tiny_project["splits"] / "test.jsonl")
     for approach, report in reports.items():
         rows = read_jsonl(out / approach / "predictions.jsonl")
-        assert len(rows) == 2 * len(test) and {r["mode"] for r in rows} == {"sequential", "independent"}
+        assert len(rows) == 2 * len(test) and {r["mode"] for r in rows} == {"context", "independent"}
         assert all(r["lenient"] or not r["strict"] for r in rows)  # strict implies lenient
         assert all(set(r) >= {"question", "stage", "qtype", "prediction", "answer", "strict", "lenient"} for r in rows)
-        seq = report["modes"]["sequential"]["overall"]
-        assert seq["strict"] == sum(r["strict"] for r in rows if r["mode"] == "sequential") / len(test)
+        context = report["modes"]["context"]["overall"]
+        assert context["strict"] == sum(r["strict"] for r in rows if r["mode"] == "context") / len(test)
         metrics = json.loads((out / approach / "metrics.json").read_text())
-        assert metrics["strict_overall"] == seq["strict"] and "independent_strict_overall" in metrics
+        # Every metric name says its mode; none is left unprefixed for the headline mode.
+        assert metrics["context_strict_overall"] == context["strict"] and "independent_strict_overall" in metrics
+        assert metrics["primary_mode"] == "context" and "strict_overall" not in metrics
+        assert all(k.split("_")[0] in ("context", "independent") for k in metrics if k not in ("approach",
+                                                                                               "primary_mode"))
         assert (out / approach / "accuracy.png").stat().st_size > 1000
         assert (out / approach / "per_stage.csv").read_text().startswith(
-            "stage,strict_sequential,lenient_sequential,strict_independent,lenient_independent,majority")
+            "stage,strict_context,lenient_context,strict_independent,lenient_independent,majority")
         assert 0 < report["candidate_ceiling"] <= 1
     forgetting = reports["curriculum"]["forgetting"]
     assert list(forgetting) == ["after_stage_1", "after_stage_2", "after_stage_3"]
@@ -50,15 +56,17 @@ def test_routing_ignores_the_stage_column_of_the_evaluated_file(tiny_project, ti
 
     from surgvqa.io import write_jsonl
 
-    tp = tiny_project
+    project = tiny_project
     splits = tmp_path / "split"
-    shutil.copytree(tp["splits"], splits)
-    write_jsonl(splits / "test.jsonl", [r | {"stage_id": 3} for r in read_jsonl(tp["splits"] / "test.jsonl")])
-    table = tp["root"] / "categorized" / "question_stages.csv"
+    shutil.copytree(project["splits"], splits)
+    write_jsonl(splits / "test.jsonl", [r | {"stage_id": 3} for r in read_jsonl(project["splits"] / "test.jsonl")])
+    table = project["root"] / "categorized" / "question_stages.csv"
     with table.open(encoding="utf-8") as f:
         stage_of = {r["question"]: int(r["stage"]) for r in csv.DictReader(f)}
-    params = dataclasses.replace(tp["params"], evaluate=dataclasses.replace(tp["params"].evaluate, modes=["independent"]))
-    evaluate.run("sequential", tiny_adapters, splits, tp["raw"], table, tmp_path / "out", params)
+    params = dataclasses.replace(project["params"], evaluate=dataclasses.replace(project["params"].evaluate,
+                                                                                 modes=["independent"]))
+    evaluate.run("sequential", tiny_adapters, splits, project["raw"], table, tmp_path / "out",
+                 **sections(params, evaluate.run))
     rows = read_jsonl(tmp_path / "out" / "predictions.jsonl")
     assert {r["stage"] for r in rows} == {1, 2, 3}
     assert all(r["stage"] == stage_of[r["question"]] and r["adapter"] == f"sequential_{r['stage']}" for r in rows)
@@ -70,11 +78,11 @@ def test_compare_writes_the_table_charts_and_mlflow_runs(tiny_project, evaluated
 
     out, _ = evaluated
     result = compare.run(out, tmp_path / "compare.md", tmp_path / "compare.json", tmp_path / "charts",
-                         tiny_project["params"])
+                         **sections(tiny_project["params"], compare.run))
     text = (tmp_path / "compare.md").read_text()
     assert "| majority answer per question |" in text and "| sequential vs curriculum |" in text
     assert "Curriculum forgetting" in text and (tmp_path / "charts" / "forgetting.png").is_file()
-    assert json.loads((tmp_path / "compare.json").read_text())["sequential.strict_overall"] == \
+    assert json.loads((tmp_path / "compare.json").read_text())["sequential.context_strict_overall"] == \
         result["approaches"]["sequential"]["overall"]["strict"]
 
     client = MlflowClient(tracking_uri=tiny_project["params"].tracking.uri)
@@ -83,9 +91,15 @@ def test_compare_writes_the_table_charts_and_mlflow_runs(tiny_project, evaluated
     by_approach = {r.data.tags["approach"]: r for r in runs}
     assert set(by_approach) == {"sequential", "curriculum", "baseline"}
     for approach, run in by_approach.items():
-        assert {"strict_overall", "lenient_overall", "majority_overall", "strict_stage_1"} <= set(run.data.metrics)
-        assert run.data.tags["adapter_run." + ("baseline" if approach == "baseline" else f"{approach}_3")]
+        assert {"context_strict_overall", "context_lenient_overall", "context_majority_overall",
+                "independent_strict_stage_1"} <= set(run.data.metrics)
+        # Each adapter leads to its training run through its weight hash.
+        name = "baseline" if approach == "baseline" else f"{approach}_1"
+        training_run = client.get_run(run.data.tags["adapter_run." + name])
+        assert training_run.data.tags["adapter_sha256"] == run.data.tags["adapter_sha256." + name]
+        # sequential and curriculum stage 1 can train identical weights: the link must still be the right run
+        assert training_run.data.tags["approach"] == approach
         names = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
         assert {"evaluation/accuracy.png", "evaluation/report.json", "evaluation/predictions.jsonl"} <= names
-    assert any(k.startswith("forgetting.") for k in by_approach["curriculum"].data.metrics)
+    assert any(k.startswith("independent_forgetting.") for k in by_approach["curriculum"].data.metrics)
     assert client.search_runs(client.get_experiment_by_name("surgvqa").experiment_id, "tags.kind = 'comparison'")

@@ -1,7 +1,19 @@
 import pytest
 
 from surgvqa.data.questions import Q_INSTRUMENT_COUNT, question_type
-from surgvqa.evaluate.match import atoms, lenient_match, quantity, strict_match
+from surgvqa.evaluate import match
+from surgvqa.evaluate.match import atoms, quantity
+from tests.conftest import section
+
+THRESHOLD = section("evaluate").lenient_threshold
+
+
+def strict_match(prediction, answer, tolerance=0.0):
+    return match.strict_match(prediction, answer, tolerance)
+
+
+def lenient_match(prediction, answer, threshold=THRESHOLD):
+    return match.lenient_match(prediction, answer, threshold, 0.0)
 
 
 def test_multi_valued_answers_compare_as_sets_with_either_separator():

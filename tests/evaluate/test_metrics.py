@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from surgvqa.evaluate.metrics import majority_answers, summarise
-from surgvqa.params import EvalParams
+from tests.conftest import section
 
 
 _IMAGES = itertools.count()
@@ -25,7 +25,7 @@ def test_summary_by_stage_type_and_question_with_majority_on_the_same_items():
             _row(2, "count", "q2", True, True, False), _row(2, "count", "q2", False, False, False),
             _row(2, "multiple_choice", "q3", False, True, False, "polyp; none", "polyp"),
             _row(3, "yes_no", "q4", True, True, True)]
-    s = summarise(rows, EvalParams(bootstrap_samples=200))
+    s = summarise(rows, section("evaluate", bootstrap_samples=200))
     assert (s["overall"]["n"], s["overall"]["strict"], s["overall"]["lenient"], s["overall"]["majority"]) == \
         (6, 0.5, pytest.approx(5 / 6), 0.5)
     assert s["stage"]["1"]["strict"] == 0.5 and s["stage"]["2"]["strict"] == pytest.approx(1 / 3)

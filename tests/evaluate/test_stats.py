@@ -1,6 +1,11 @@
 import pytest
 
-from surgvqa.evaluate.stats import accuracy, bootstrap_ci, holm, label_prf, mcnemar_exact, paired
+from surgvqa.evaluate import stats
+from surgvqa.evaluate.stats import accuracy, holm, label_prf, mcnemar_exact, paired
+
+
+def bootstrap_ci(correct, samples=1000, seed=0, clusters=None):
+    return stats.bootstrap_ci(correct, samples, seed, 0.95, clusters)
 
 
 def test_exact_mcnemar_on_hand_computed_cases():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from surgvqa.infer.constrained import CandidateTrie, answer_choices, build_tries, candidate_ids
+from surgvqa.infer.constrained import CandidateTrie, build_tries, candidate_ids
+from surgvqa.model.prompts import answer_choices
 
 
 def test_the_trie_allows_only_continuations_of_whole_candidates():
@@ -28,18 +29,18 @@ def test_constrained_generation_never_leaves_the_candidates(tiny_project):
     from surgvqa.infer.generate import generate_batch
     from surgvqa.infer.shared_prefix import decode_constrained
     from surgvqa.io import read_jsonl
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
     from surgvqa.model.prompts import candidate_sets, render_prompt
     from surgvqa.model.sft import image_of
 
-    tp = tiny_project
-    train, test = read_jsonl(tp["splits"] / "train.jsonl"), read_jsonl(tp["splits"] / "test.jsonl")
-    model, processor = load_base(base_record(tp["base"]), tp["params"].model)
+    project = tiny_project
+    train, test = read_jsonl(project["splits"] / "train.jsonl"), read_jsonl(project["splits"] / "test.jsonl")
+    model, processor = load_base(base_record(project["base"]), project["params"].model)
     choices = answer_choices(train)
     tries = build_tries(processor.tokenizer, choices)
     rows = [r for r in test if r["question"] in choices]
-    prompts = [(image_of(tp["raw"], r["img_id"]), render_prompt(r["question"], candidate_sets(train),
-                                                                  tp["params"].prompt)) for r in rows]
+    prompts = [(image_of(project["raw"], r["img_id"]), render_prompt(r["question"], candidate_sets(train),
+                                                                  project["params"].prompt)) for r in rows]
     import torch
 
     with torch.inference_mode():
@@ -52,7 +53,7 @@ def test_constrained_generation_never_leaves_the_candidates(tiny_project):
 
 
 def test_candidates_are_tokenized_as_training_appends_answers(tiny_project):
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
     from surgvqa.model.sft import IGNORE_INDEX, Example, encode
 
     _, processor = load_base(base_record(tiny_project["base"]), tiny_project["params"].model)

@@ -9,7 +9,7 @@ from surgvqa.model.sft import chat_text, load_image
 
 @pytest.fixture(scope="module")
 def base(tiny_project):
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
 
     return load_base(base_record(tiny_project["base"]), tiny_project["params"].model)
 

@@ -30,14 +30,15 @@ def test_a_row_takes_forced_tokens_without_asking_the_model():
 def stage_model(tiny_project, tiny_adapters):
     from peft import PeftModel
 
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
 
     model, processor = load_base(base_record(tiny_adapters / "base"), tiny_project["params"].model)
     return PeftModel.from_pretrained(model, str(tiny_adapters / "sequential" / "stage_2")).eval(), processor
 
 
 def test_answers_equal_generate_and_each_prefix_runs_once(tiny_project, stage_model, monkeypatch):
-    from surgvqa.infer.constrained import answer_choices, build_tries
+    from surgvqa.infer.constrained import build_tries
+    from surgvqa.model.prompts import answer_choices
     from surgvqa.infer.engine import context_prompt
     from surgvqa.infer.reference import answer_one
     from surgvqa.infer.shared_prefix import decode_constrained
@@ -45,8 +46,8 @@ def test_answers_equal_generate_and_each_prefix_runs_once(tiny_project, stage_mo
     from surgvqa.model.prompts import candidate_sets, render_prompt
     from surgvqa.model.sft import chat_text, image_of, load_image
 
-    tp, (model, processor) = tiny_project, stage_model
-    train, test = read_jsonl(tp["splits"] / "train.jsonl"), read_jsonl(tp["splits"] / "test.jsonl")
+    project, (model, processor) = tiny_project, stage_model
+    train, test = read_jsonl(project["splits"] / "train.jsonl"), read_jsonl(project["splits"] / "test.jsonl")
     choices = answer_choices(train)
     tries = build_tries(processor.tokenizer, choices)
     rows = [r for r in test if r["question"] in choices][:24]
@@ -54,9 +55,9 @@ def test_answers_equal_generate_and_each_prefix_runs_once(tiny_project, stage_mo
     images = list(dict.fromkeys(r["img_id"] for r in rows))
     prompts = []
     for r in rows:  # every other image's questions carry context, so prefixes differ in length across images
-        prompt = render_prompt(r["question"], candidate_sets(train), tp["params"].prompt)
+        prompt = render_prompt(r["question"], candidate_sets(train), project["params"].prompt)
         shared = context if images.index(r["img_id"]) % 2 else []
-        prompts.append((image_of(tp["raw"], r["img_id"]), context_prompt(prompt, shared, tp["params"].evaluate)))
+        prompts.append((image_of(project["raw"], r["img_id"]), context_prompt(prompt, shared, project["params"].evaluate)))
     row_tries = [tries[r["question"]] for r in rows]
     assert len({img for img, _ in prompts}) < len(prompts)  # several questions per image
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.model.base import base_record, load_base
+from surgvqa.model.load import base_record, load_base
 from surgvqa.model.lora import (check_trainable_is_lora, continue_adapter, lora_parameter_count, new_adapter,
                                 trainable_names)
 from surgvqa.model.sft import Collator, Example, encode, image_of
@@ -35,9 +35,14 @@ def _steps(model, batch, n=3, lr=1e-2, eval_between=False):
     return losses
 
 
+
+def _fresh(model, lora, seed=0):
+    """A new adapter of the params' rank and scaling, as training attaches one without a size tier."""
+    return new_adapter(model, lora, lora.r, lora.alpha, seed)
+
 def test_lora_targets_language_model_only_and_training_leaves_the_base_untouched(tiny_project):
     model, processor = load_base(base_record(tiny_project["base"]), tiny_project["params"].model)
-    model = new_adapter(model, tiny_project["params"].lora)
+    model = _fresh(model, tiny_project["params"].lora)
     names = trainable_names(model)
     assert names and all("lora_" in n and "language_model" in n for n in names)
     assert not any("visual" in n for n, _ in model.named_parameters() if "lora_" in n)
@@ -58,7 +63,7 @@ def test_continuing_needs_is_trainable(tiny_project, tmp_path):
 
     p = tiny_project["params"]
     model, _ = load_base(base_record(tiny_project["base"]), p.model)
-    new_adapter(model, p.lora).save_pretrained(tmp_path / "a")
+    _fresh(model, p.lora).save_pretrained(tmp_path / "a")
     fresh, _ = load_base(base_record(tiny_project["base"]), p.model)
     continued = continue_adapter(fresh, tmp_path / "a")
     assert check_trainable_is_lora(continued) == lora_parameter_count(continued) > 0
@@ -72,13 +77,13 @@ def test_qlora_trains_on_cpu_with_vision_and_head_unquantized(tiny_project):
     import bitsandbytes as bnb
     from peft import prepare_model_for_kbit_training
 
-    mp = dataclasses.replace(tiny_project["params"].model, quantize="4bit")
-    model, processor = load_base(base_record(tiny_project["base"]), mp)
+    qlora_model = dataclasses.replace(tiny_project["params"].model, quantize="4bit")
+    model, processor = load_base(base_record(tiny_project["base"]), qlora_model)
     quantized = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert quantized and all("language_model" in n for n in quantized)
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
     assert all(m.support_avx512bf16_for_cpu is False for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit))
-    model = new_adapter(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False), tiny_project["params"].lora)
+    model = _fresh(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False), tiny_project["params"].lora)
     check_trainable_is_lora(model)
     lora_b = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     losses = _steps(model, _batch(tiny_project, processor), n=3, eval_between=True)
@@ -90,14 +95,14 @@ def test_a_fresh_adapter_is_the_same_whatever_ran_before(tiny_project):
     """LoRA's A matrices are random: seeded, two runs start from the same adapter (rerun = same weights)."""
     import torch
 
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
 
     weights = []
     for noise in (1, 2):
         torch.manual_seed(noise)  # whatever an earlier step left in the global generator
         torch.rand(3)
         model, _ = load_base(base_record(tiny_project["base"]), tiny_project["params"].model)
-        lora = new_adapter(model, tiny_project["params"].lora, seed=7)
+        lora = _fresh(model, tiny_project["params"].lora, seed=7)
         weights.append({n: p.detach().clone() for n, p in lora.named_parameters() if "lora_A" in n})
     assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 0
     assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])

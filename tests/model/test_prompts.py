@@ -1,6 +1,6 @@
 from surgvqa.data.questions import Q_ABNORMALITY_COLOUR, Q_TEXT
 from surgvqa.model.prompts import answer_atoms, candidate_sets, render_prompt
-from surgvqa.params import PromptParams
+from tests.conftest import section
 
 
 def test_candidates_come_from_training_rows_as_single_values():
@@ -12,7 +12,7 @@ def test_candidates_come_from_training_rows_as_single_values():
 
 def test_prompt_names_type_and_valid_answers_and_open_questions_get_none():
     cands = {Q_TEXT: ["no", "yes"]}
-    text = render_prompt(Q_TEXT, cands, PromptParams())
+    text = render_prompt(Q_TEXT, cands, section("prompt"))
     assert text == "Is there text?\nQuestion type: yes/no.\nValid answers: no, yes.\nAnswer with the answer only."
-    assert "Valid answers" not in render_prompt("What is shown?", cands, PromptParams())
-    assert "Question type: open." in render_prompt("What is shown?", cands, PromptParams())
+    assert "Valid answers" not in render_prompt("What is shown?", cands, section("prompt"))
+    assert "Question type: open." in render_prompt("What is shown?", cands, section("prompt"))

@@ -2,7 +2,7 @@
 
 import torch
 
-from surgvqa.model.base import base_record, load_base
+from surgvqa.model.load import base_record, load_base
 from surgvqa.model.processor import END_OF_TURN
 from surgvqa.model.sft import IGNORE_INDEX, Collator, Example, encode, image_of
 

@@ -11,9 +11,12 @@ import csv
 import re
 from pathlib import Path
 
+from surgvqa import entry
 from surgvqa.data import questions as Q
+from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_json, write_jsonl
-from surgvqa.params import CategorizeParams
+from surgvqa.names import STAGE_IDS
+from surgvqa.params.categorize import CategorizeParams
 
 # Keyword rules, first match wins. They follow the taxonomy's wording (quality control, procedure, artefacts
 # and text; diagnosis, treatment, relationships), so they also place questions outside the 19.
@@ -34,12 +37,12 @@ def keyword_stage(question: str) -> int:
     return DEFAULT_STAGE
 
 
-def assign_stages(unique_questions: list[str], params: CategorizeParams) -> list[dict]:
+def assign_stages(unique_questions: list[str], categorize: CategorizeParams) -> list[dict]:
     """One record per unique question: stage, whether the reply parsed, the raw reply (llm) and the gold stage."""
-    if params.backend == "llm":
+    if categorize.backend == "llm":
         from surgvqa.data.llm_categorizer import llm_stages
 
-        replies = llm_stages(unique_questions, params.llm)
+        replies = llm_stages(unique_questions, categorize.llm)
         decided = [(r.question, r.stage, r.parsed, r.raw_reply) for r in replies]
     else:
         decided = [(q, keyword_stage(q), True, "") for q in unique_questions]
@@ -68,7 +71,7 @@ def to_inline(rows: list[dict], stage_of: dict[str, int]) -> list[dict]:
 def agreement_report(assignments: list[dict], rows: list[dict], backend: str) -> dict:
     """Counts, stage shares over rows, unparsed replies and agreement with the gold stages."""
     stage_of = {a["question"]: a["stage"] for a in assignments}
-    rows_per_stage = {s: 0 for s in (1, 2, 3)}
+    rows_per_stage = {s: 0 for s in STAGE_IDS}
     for r in rows:
         rows_per_stage[stage_of[r["question"]]] += 1
     gold = [a for a in assignments if a["gold_stage"] is not None]
@@ -87,10 +90,11 @@ def agreement_report(assignments: list[dict], rows: list[dict], backend: str) ->
     }
 
 
-def run(qa_path: Path, out_dir: Path, report_path: Path, params: CategorizeParams) -> dict:
-    """Entry point: categorize the ingested QA table, write inline.jsonl, question_stages.csv and the report."""
+def run(qa_path: Path, out_dir: Path, report_path: Path, categorize: CategorizeParams) -> dict:
+    """The stage: categorize the ingested QA table, write inline.jsonl, question_stages.csv and the report;
+    fail when more LLM replies than `categorize.llm.max_unparsed_fraction` name no stage."""
     rows = read_jsonl(Path(qa_path))
-    assignments = assign_stages(list(dict.fromkeys(r["question"] for r in rows)), params)
+    assignments = assign_stages(list(dict.fromkeys(r["question"] for r in rows)), categorize)
     stage_of = {a["question"]: a["stage"] for a in assignments}
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "inline.jsonl", to_inline(rows, stage_of))
@@ -98,6 +102,35 @@ def run(qa_path: Path, out_dir: Path, report_path: Path, params: CategorizeParam
         writer = csv.DictWriter(f, ("question", "stage", "gold_stage", "parsed", "raw_reply"), lineterminator="\n")
         writer.writeheader()
         writer.writerows(assignments)
-    report = agreement_report(assignments, rows, params.backend)
+    report = agreement_report(assignments, rows, categorize.backend)
+    if categorize.backend == "llm":
+        report["max_unparsed_fraction"] = categorize.llm.max_unparsed_fraction
     write_json(Path(report_path), report)
+    limit = categorize.llm.max_unparsed_fraction
+    if categorize.backend == "llm" and report["unparsed_replies"] > limit * report["unique_questions"]:
+        unparsed = [a["question"] for a in assignments if not a["parsed"]]
+        raise SurgvqaError(
+            f"categorize: {report['unparsed_replies']} of {report['unique_questions']} LLM replies name no stage "
+            f"(above categorize.llm.max_unparsed_fraction {limit:.0%}), e.g. {unparsed[0]!r}; their raw replies "
+            f"are in {out_dir / 'question_stages.csv'}. Fix categorize.llm.prompt or the model, or use the keyword "
+            "backend.")
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.data.categorize` (dvc.yaml) and `surgvqa categorize`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--qa", type=Path, default=Path("data/ingested/qa.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("data/categorized"))
+    parser.add_argument("--report", type=Path, default=Path("reports/categorize.json"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, qa_path=args.qa, out_dir=args.out, report_path=args.report)
+
+
+def _summary(r: dict) -> None:
+    print(f"categorize ({r['backend']}): {r['unique_questions']} questions, row shares {r['row_share_per_stage']}, "
+          f"gold agreement {r['gold_agreement']}, unparsed {r['unparsed_replies']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from surgvqa.data.questions import STAGE_NAMES
+from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_json, write_jsonl
+from surgvqa.names import STAGE_IDS, STAGE_NAMES
+from surgvqa.params.convert import ConvertParams
 
 _STAGE_LINE = re.compile(r"Stage-(\d+): (.+)")
 
@@ -32,7 +34,7 @@ def record_problem(record: dict) -> str:
         m = _STAGE_LINE.fullmatch(line)
         if not m:
             return f"bad_stage_line: {line[:80]!r}"
-        if int(m.group(1)) not in STAGE_NAMES:
+        if int(m.group(1)) not in STAGE_IDS:
             return f"stage_out_of_range: {line[:80]!r}"
     return ""
 
@@ -48,7 +50,7 @@ def to_cxrtrek(record: dict) -> list[dict]:
     return rows
 
 
-def convert(records: list[dict]) -> tuple[list[dict], list[dict], dict]:
+def convert_records(records: list[dict]) -> tuple[list[dict], list[dict], dict]:
     """(CXRTrek rows, rejected records with their reason, report)."""
     rows, rejected = [], []
     for rec in records:
@@ -67,14 +69,15 @@ def convert(records: list[dict]) -> tuple[list[dict], list[dict], dict]:
         "rejected_by_reason": dict(sorted(reasons.items())),
         "rejected_fraction": round(len(rejected) / len(records), 6) if records else 0.0,
         "qa_rows": len(rows),
-        "rows_per_stage": {f"stage_{s}": sum(1 for r in rows if r["stage_id"] == s) for s in STAGE_NAMES},
+        "rows_per_stage": {f"stage_{s}": sum(1 for r in rows if r["stage_id"] == s) for s in STAGE_IDS},
     }
     return rows, rejected, report
 
 
-def run(inline_path: Path, out_dir: Path, report_path: Path, max_bad_fraction: float) -> dict:
-    """Entry point: convert inline.jsonl to cxrtrek.jsonl (+ rejected.jsonl) and enforce the rejection limit."""
-    rows, rejected, report = convert(read_jsonl(Path(inline_path)))
+def run(inline_path: Path, out_dir: Path, report_path: Path, convert: ConvertParams) -> dict:
+    """The stage: convert inline.jsonl to cxrtrek.jsonl (+ rejected.jsonl) and enforce the rejection limit."""
+    max_bad_fraction = convert.max_bad_fraction
+    rows, rejected, report = convert_records(read_jsonl(Path(inline_path)))
     report["max_bad_fraction"] = max_bad_fraction
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "cxrtrek.jsonl", rows)
@@ -88,3 +91,21 @@ def run(inline_path: Path, out_dir: Path, report_path: Path, max_bad_fraction: f
             f"({report['rejected_by_reason']}), above convert.max_bad_fraction {max_bad_fraction}. "
             f"See {out_dir / 'rejected.jsonl'}.")
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.data.convert` (dvc.yaml) and `surgvqa convert`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--inline", type=Path, default=Path("data/categorized/inline.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("data/cxrtrek"))
+    parser.add_argument("--report", type=Path, default=Path("reports/convert.json"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, inline_path=args.inline, out_dir=args.out, report_path=args.report)
+
+
+def _summary(r: dict) -> None:
+    print(f"convert: {r['qa_rows']} QA rows from {r['records_total']} records; rejected {r['records_rejected']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

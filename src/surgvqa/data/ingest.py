@@ -13,9 +13,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from surgvqa import entry
 from surgvqa.data import raw
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import image_relpath, is_safe_img_id, write_json, write_jsonl
+from surgvqa.params.ingest import IngestParams
 
 # Public copies of Kvasir-VQA write missing answers as "nan" (a pandas NaN turned into text).
 MISSING_ANSWERS = {"", "nan", "NaN"}
@@ -61,7 +63,7 @@ def _row_problem(rec: raw.CsvRecord, n_header: int) -> tuple[str, str]:
     return "", ""
 
 
-def ingest(raw_dir: Path, max_bad_fraction: float) -> IngestResult:
+def ingest_rows(raw_dir: Path, max_bad_fraction: float) -> IngestResult:
     """Check every row and image under raw_dir; raise SurgvqaError when too many rows are bad."""
     raw_dir = Path(raw_dir)
     metadata = raw_dir / raw.METADATA
@@ -117,9 +119,10 @@ def ingest(raw_dir: Path, max_bad_fraction: float) -> IngestResult:
     return result
 
 
-def run(raw_dir: Path, out_dir: Path, report_path: Path, max_bad_fraction: float) -> dict:
-    """Entry point: ingest, write qa.jsonl + quarantine.csv + the report, then enforce the bad-row limit."""
-    result = ingest(raw_dir, max_bad_fraction)
+def run(raw_dir: Path, out_dir: Path, report_path: Path, ingest: IngestParams) -> dict:
+    """The stage: ingest, write qa.jsonl + quarantine.csv + the report, then enforce the bad-row limit."""
+    max_bad_fraction = ingest.max_bad_fraction
+    result = ingest_rows(raw_dir, max_bad_fraction)
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "qa.jsonl", result.rows)
     with (out_dir / "quarantine.csv").open("w", encoding="utf-8", newline="") as f:
@@ -134,3 +137,22 @@ def run(raw_dir: Path, out_dir: Path, report_path: Path, max_bad_fraction: float
             f"ingest.max_bad_fraction {max_bad_fraction:.1%}); reasons {r['quarantined_by_reason']}. "
             f"See {out_dir / 'quarantine.csv'}; fix the data or raise ingest.max_bad_fraction in params.yaml.")
     return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.data.ingest` (dvc.yaml) and `surgvqa ingest`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--raw", type=Path, default=raw.RAW_DIR, help=f"raw layout (default: {raw.RAW_DIR})")
+    parser.add_argument("--out", type=Path, default=Path("data/ingested"))
+    parser.add_argument("--report", type=Path, default=Path("reports/ingest.json"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, raw_dir=args.raw, out_dir=args.out, report_path=args.report)
+
+
+def _summary(r: dict) -> None:
+    print(f"ingest: {r['rows_ok']} rows kept, {r['rows_quarantined']} quarantined {r['quarantined_by_reason']}; "
+          f"{r['images_ok']}/{r['images_referenced']} images decodable")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

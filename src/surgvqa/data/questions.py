@@ -11,12 +11,6 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-STAGE_NAMES = {
-    1: "Stage-1: Initial Assessment",
-    2: "Stage-2: Findings Identification",
-    3: "Stage-3: Clinical Context",
-}
-
 QUESTION_TYPES = ("yes_no", "single_choice", "multiple_choice", "colour", "location", "count", "generic")
 
 ABNORMALITIES = ("oesophagitis", "barretts", "short-segment barretts", "ulcerative colitis", "polyp", "hemorrhoids")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
 
+RAW_DIR = Path("data/raw")  # where data.dvc tracks the raw layout
 METADATA = "metadata.csv"
 IMAGES = "images"
 COLUMNS = ("source", "question", "answer", "img_id")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from surgvqa.data import raw
 from surgvqa.data.scene import Scene, Thing, answers, asked_questions, sample_scene
 from surgvqa.errors import SurgvqaError
+from surgvqa.params.sample import SampleParams
 
 RGB = {
     "pink": (255, 150, 185), "red": (200, 20, 30), "white": (245, 245, 240), "yellow": (240, 215, 40),
@@ -201,3 +202,9 @@ def make_sample(out_dir: Path, images: int, seed: int) -> dict:
                 writer.writerow((scene.source, q, truth[q], scene.img_id))
                 rows += 1
     return {"images": images, "rows": rows, "seed": seed}
+
+
+def run(out_dir: Path, images: int | None, seed: int | None, sample: SampleParams) -> dict:
+    """`surgvqa data sample` and `data ensure`: the sample, its size and seed from the `sample` section unless given."""
+    return make_sample(out_dir, images=sample.images if images is None else images,
+                       seed=sample.seed if seed is None else seed)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from itertools import combinations
 from pathlib import Path
 
+from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.evaluate.stats import holm, paired
 from surgvqa.io import read_json, read_jsonl, write_json
-from surgvqa.params import Params
-from surgvqa.train.approaches import APPROACHES, STAGES
+from surgvqa.names import APPROACHES, STAGE_IDS
+from surgvqa.params.evaluate import EvalParams
+from surgvqa.params.tracking import TrackingParams
 
 
 def _correct(rows: list[dict], mode: str, key: str = "strict") -> dict[tuple[str, str], bool]:
@@ -32,10 +34,14 @@ def paired_result(a: dict[tuple, bool], b: dict[tuple, bool]) -> dict:
             "ties_both_wrong": p.ties_both_wrong, "losses": p.losses, "p_value": p.p_value}
 
 
-def compare(reports: dict[str, dict], predictions: dict[str, list[dict]]) -> dict:
+def compare(reports: dict[str, dict], predictions: dict[str, list[dict]], confidence: float) -> dict:
     """The comparison: headline numbers per approach (primary mode), paired tests between approaches and
     against the majority answer (in every mode all approaches share), and context passing against
-    independent answering (each approach)."""
+    independent answering (each approach). Every report's intervals must be at `confidence` (evaluate.confidence)."""
+    stale = {a: r.get("confidence") for a, r in reports.items() if r.get("confidence") != confidence}
+    if stale:
+        raise SurgvqaError(f"evaluation reports {stale} were computed at another confidence than evaluate.confidence "
+                           f"{confidence}: rerun the evaluate stages (dvc repro)")
     modes = {r["primary_mode"] for r in reports.values()}
     if len(modes) != 1:
         raise SurgvqaError(f"approaches were evaluated with different primary modes {sorted(modes)}: "
@@ -47,8 +53,8 @@ def compare(reports: dict[str, dict], predictions: dict[str, list[dict]]) -> dic
     for a, rep in reports.items():
         s = rep["modes"][mode]
         out["approaches"][a] = {"overall": s["overall"], "stage": s["stage"], "qtype": s["qtype"]}
-        if {"sequential", "independent"} <= set(rep["modes"]):
-            out["context_vs_independent"][a] = paired_result(_correct(predictions[a], "sequential"),
+        if {"context", "independent"} <= set(rep["modes"]):
+            out["context_vs_independent"][a] = paired_result(_correct(predictions[a], "context"),
                                                              _correct(predictions[a], "independent"))
     for m in shared:
         for a in reports:
@@ -60,7 +66,7 @@ def compare(reports: dict[str, dict], predictions: dict[str, list[dict]]) -> dic
         for v, adjusted in zip(out["paired"][m].values(), holm([v["p_value"] for v in out["paired"][m].values()])):
             v["p_holm"] = adjusted
     out["ceiling"] = {a: rep.get("candidate_ceiling") for a, rep in reports.items()}
-    out["confidence"] = next(iter(reports.values())).get("confidence", 0.95)
+    out["confidence"] = confidence
     if "curriculum" in reports and "forgetting" in reports["curriculum"]:
         out["forgetting"] = reports["curriculum"]["forgetting"]
     return out
@@ -82,21 +88,21 @@ def markdown(result: dict, reports: dict[str, dict]) -> str:
              "published numbers) only beside it. Constrained answers come from the training answers, so at most "
              + ", ".join(f"{a} {c:.3f}" for a, c in result["ceiling"].items() if c is not None)
              + " of the items can be answered right (the ceiling).", "",
-             "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGES) + " | items |",
-             "|---|---|" + "---|" * len(STAGES) + "---|"]
+             "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGE_IDS) + " | items |",
+             "|---|---|" + "---|" * len(STAGE_IDS) + "---|"]
     first = next(iter(result["approaches"].values()))
     lines.append("| majority answer per question | " + _cell(first["overall"], "majority") + " | "
-                 + " | ".join(_cell(first["stage"].get(str(s)), "majority") for s in STAGES) + " | "
+                 + " | ".join(_cell(first["stage"].get(str(s)), "majority") for s in STAGE_IDS) + " | "
                  + str(first["overall"]["n"]) + " |")
     for a, s in result["approaches"].items():
         lines.append(f"| {a} | {_cell(s['overall'])} | "
-                     + " | ".join(_cell(s["stage"].get(str(st))) for st in STAGES) + f" | {s['overall']['n']} |")
+                     + " | ".join(_cell(s["stage"].get(str(st))) for st in STAGE_IDS) + f" | {s['overall']['n']} |")
     lines += ["", "Lenient accuracy, for comparison with published numbers only (it counts \"no\" for "
               "\"not relevant\" and near-miss strings as right):", "",
-              "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGES) + " |",
-              "|---|---|" + "---|" * len(STAGES)]
+              "| approach | overall | " + " | ".join(f"stage {s}" for s in STAGE_IDS) + " |",
+              "|---|---|" + "---|" * len(STAGE_IDS)]
     lines += [f"| {a} | {_cell(s['overall'], 'lenient')} | "
-              + " | ".join(_cell(s["stage"].get(str(st)), "lenient") for st in STAGES) + " |"
+              + " | ".join(_cell(s["stage"].get(str(st)), "lenient") for st in STAGE_IDS) + " |"
               for a, s in result["approaches"].items()]
     for m, pairs in result["paired"].items():
         lines += ["", f"## Paired comparisons, {m} mode (same items, strict)", "",
@@ -106,12 +112,12 @@ def markdown(result: dict, reports: dict[str, dict]) -> str:
         lines += [f"| {k} | {v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} | {v['p_holm']:.4g} |"
                   for k, v in pairs.items()]
     if result["context_vs_independent"]:
-        lines += ["", "## Context passing (sequential mode) against independent answering", "",
+        lines += ["", "## Context passing (context mode) against independent answering", "",
                   "| approach | strict with context | strict independent | context wins | ties | context loses | p |",
                   "|---|---|---|---|---|---|---|"]
         for a, v in result["context_vs_independent"].items():
             m = reports[a]["modes"]
-            lines.append(f"| {a} | {_cell(m['sequential']['overall'])} | {_cell(m['independent']['overall'])} | "
+            lines.append(f"| {a} | {_cell(m['context']['overall'])} | {_cell(m['independent']['overall'])} | "
                          f"{v['wins']} | {v['ties']} | {v['losses']} | {v['p_value']:.4g} |")
     if "forgetting" in result:
         cols = list(next(iter(result["forgetting"].values())))
@@ -123,21 +129,23 @@ def markdown(result: dict, reports: dict[str, dict]) -> str:
 
 
 def flat_metrics(result: dict) -> dict[str, float]:
-    """compare.json: the headline numbers per approach and the paired p-values, flat."""
-    out = {}
+    """compare.json: the headline numbers per approach (their names start with the mode) and the paired
+    p-values, flat."""
+    mode, out = result["mode"], {}
     for a, s in result["approaches"].items():
-        out[f"{a}.strict_overall"] = s["overall"]["strict"]
-        out[f"{a}.lenient_overall"] = s["overall"]["lenient"]
-        out |= {f"{a}.strict_stage_{st}": v["strict"] for st, v in s["stage"].items()}
-    out["majority.strict_overall"] = next(iter(result["approaches"].values()))["overall"]["majority"]
+        out[f"{a}.{mode}_strict_overall"] = s["overall"]["strict"]
+        out[f"{a}.{mode}_lenient_overall"] = s["overall"]["lenient"]
+        out |= {f"{a}.{mode}_strict_stage_{st}": v["strict"] for st, v in s["stage"].items()}
+    out[f"majority.{mode}_strict_overall"] = next(iter(result["approaches"].values()))["overall"]["majority"]
     out |= {f"paired.{m}.{k.replace(' ', '_')}.p_value": v["p_value"]
             for m, pairs in result["paired"].items() for k, v in pairs.items()}
     return out
 
 
-def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, params: Params) -> dict:
-    """Entry point: compare every approach's evaluation and write the table, metrics and charts."""
-    from surgvqa import tracking
+def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, evaluate: EvalParams,
+        tracking: TrackingParams) -> dict:
+    """The stage: compare every approach's evaluation and write the table, metrics and charts."""
+    from surgvqa import tracking as mlflow_tracking
     from surgvqa.evaluate.plots import forgetting_heatmap, stage_bars
 
     missing = [a for a in APPROACHES if not (eval_dir / a / "report.json").is_file()]
@@ -145,7 +153,7 @@ def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, params: 
         raise SurgvqaError(f"no evaluation for {', '.join(missing)}: run `dvc repro` (evaluate@<approach>) first")
     reports = {a: read_json(eval_dir / a / "report.json") for a in APPROACHES}
     predictions = {a: read_jsonl(eval_dir / a / "predictions.jsonl") for a in APPROACHES}
-    result = compare(reports, predictions)
+    result = compare(reports, predictions, evaluate.confidence)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text(markdown(result, reports), encoding="utf-8")
     metrics = flat_metrics(result)
@@ -156,9 +164,29 @@ def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, params: 
     if "forgetting" in result:
         charts.append(charts_dir / "forgetting.png")
         forgetting_heatmap(result["forgetting"], charts[1])
-    with tracking.start_run(params.tracking, "compare", {"kind": "comparison"}):
-        tracking.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items() if v is not None})
+    with mlflow_tracking.start_run(tracking, "compare", {"kind": "comparison"}):
+        mlflow_tracking.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
         for path in (out_md, out_json, *charts):
-            tracking.log_file(path, "comparison")
+            mlflow_tracking.log_file(path, "comparison")
     return result
 
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.evaluate.compare` (dvc.yaml) and `surgvqa compare`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--eval", type=Path, default=Path("reports/eval"))
+    parser.add_argument("--out", type=Path, default=Path("reports/compare.md"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports/compare.json"))
+    parser.add_argument("--charts", type=Path, default=Path("reports/charts"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, eval_dir=args.eval, out_md=args.out, out_json=args.metrics,
+                      charts_dir=args.charts)
+
+
+def _summary(result: dict) -> None:
+    print(f"compare ({result['mode']} mode), strict: " + ", ".join(
+        f"{a} {s['overall']['strict']:.3f}" for a, s in result["approaches"].items()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,7 +48,7 @@ def quantity(atom: str) -> tuple[str, float, float, bool] | None:
     return bound, lo, float(high) * scale if high else lo, unit is not None
 
 
-def atom_equal(pred: str, gold: str, tolerance: float = 0.0) -> bool:
+def atom_equal(pred: str, gold: str, tolerance: float) -> bool:
     """Two cleaned atoms are equal as text, or as quantities of the same kind within `tolerance`."""
     if pred == gold:
         return True
@@ -58,7 +58,7 @@ def atom_equal(pred: str, gold: str, tolerance: float = 0.0) -> bool:
     return abs(p[1] - g[1]) <= tolerance and abs(p[2] - g[2]) <= tolerance
 
 
-def strict_match(prediction: str, answer: str, tolerance: float = 0.0) -> bool:
+def strict_match(prediction: str, answer: str, tolerance: float) -> bool:
     """True when the prediction states exactly the answer's values, in any order.
 
     With a tolerance, values pair up by a perfect bipartite matching (augmenting paths), so "4; 2" matches
@@ -81,7 +81,7 @@ def strict_match(prediction: str, answer: str, tolerance: float = 0.0) -> bool:
     return all(pair(i, set()) for i in range(len(pred)))
 
 
-def lenient_match(prediction: str, answer: str, threshold: float = 0.7, tolerance: float = 0.0) -> bool:
+def lenient_match(prediction: str, answer: str, threshold: float, tolerance: float) -> bool:
     """Strict, or either text contains the other, or their similarity ratio reaches `threshold`."""
     pred, gold = clean(prediction), clean(answer)
     if not pred or not gold:  # "" is inside every string: an empty side never counts

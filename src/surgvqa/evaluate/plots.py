@@ -23,12 +23,14 @@ def stage_bars(groups: dict[str, dict], title: str, path: Path) -> None:
     for i, (name, summary) in enumerate(groups.items()):
         xs = [stages.index(s) + i * width for s in stages]
         cells = [summary["stage"].get(s, {}) for s in stages]
-        acc = [g.get("strict") or 0.0 for g in cells]
+        # No items (None) draws no bar, never a bar at 0.
+        acc = [g["strict"] if g.get("strict") is not None else float("nan") for g in cells]
         cis = [g.get("strict_ci") or (a, a) for g, a in zip(cells, acc)]
         err = [[a - lo for a, (lo, _) in zip(acc, cis)], [hi - a for a, (_, hi) in zip(acc, cis)]]
         ax.bar(xs, acc, width, yerr=err, capsize=3, label=name)
     first = next(iter(groups.values()))
-    majority = [first["stage"].get(s, {}).get("majority") or 0.0 for s in stages]
+    majority = [first["stage"].get(s, {}).get("majority") for s in stages]
+    majority = [float("nan") if m is None else m for m in majority]
     ax.scatter([stages.index(s) + 0.4 - width / 2 for s in stages], majority, marker="_", s=600, color="black",
                label="majority answer", zorder=3)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(stages))], [f"stage {s}" for s in stages])

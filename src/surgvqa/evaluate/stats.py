@@ -12,7 +12,7 @@ def accuracy(correct: Sequence[bool]) -> float | None:
     return sum(map(bool, correct)) / len(correct) if len(correct) else None
 
 
-def bootstrap_ci(correct: Sequence[bool], samples: int = 1000, seed: int = 0, level: float = 0.95,
+def bootstrap_ci(correct: Sequence[bool], samples: int, seed: int, level: float,
                  clusters: Sequence[str] | None = None) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the accuracy; None for no items.
 
@@ -87,10 +87,10 @@ def paired(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> Paired:
 
 def label_prf(predicted: Sequence[set[str]], gold: Sequence[set[str]]) -> dict[str, float | None]:
     """Micro precision, recall and F1 over labels ("none" counts as a label, as it does in matching)."""
-    tp = sum(len(p & g) for p, g in zip(predicted, gold))
+    true_positives = sum(len(p & g) for p, g in zip(predicted, gold))
     n_pred, n_gold = sum(map(len, predicted)), sum(map(len, gold))
-    precision = tp / n_pred if n_pred else None
-    recall = tp / n_gold if n_gold else None
+    precision = true_positives / n_pred if n_pred else None
+    recall = true_positives / n_gold if n_gold else None
     f1 = (2 * precision * recall / (precision + recall) if precision and recall else
           (0.0 if precision is not None and recall is not None else None))
     return {"precision": precision, "recall": recall, "f1": f1}

@@ -1,4 +1,4 @@
-"""Closed-set decoding: a prefix tree of the candidate answers' token sequences, and candidate scoring.
+"""Closed-set decoding: a prefix tree of the candidate answers' token sequences (`prompts.answer_choices`).
 
 A bag of allowed tokens would let the model splice "yes" and "no" pieces into a non-answer; walking a prefix
 tree of whole candidates (each closed by the end-of-turn token) makes every finished generation a candidate.
@@ -8,19 +8,7 @@ constrained answer is a sequence the adapter was trained to produce.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-from surgvqa.data.questions import canonical_question, question_type
 from surgvqa.model.processor import END_OF_TURN
-
-
-def answer_choices(train_rows: list[dict]) -> dict[str, list[str]]:
-    """For each closed-set question (catalogue text), the distinct whole answers training gives it, sorted."""
-    seen: dict[str, set[str]] = defaultdict(set)
-    for row in train_rows:
-        if question_type(row["question"]) != "generic":
-            seen[canonical_question(row["question"])].add(row["answer"])
-    return {q: sorted(v) for q, v in sorted(seen.items())}
 
 
 class CandidateTrie:

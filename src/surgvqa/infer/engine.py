@@ -4,8 +4,9 @@ the CXRTrek context passing.
 - One base model in memory with the approach's adapters loaded by name, switched per stage.
 - Routing uses the categorizer's stage for the question text (the assignment that labelled the training
   data), never the stage column of the file being evaluated.
-- Sequential mode answers stage 1 of every image first, then stage 2 with the image's stage-1 predictions as
-  "Previous context:", then stage 3 with stages 1 and 2. Independent mode gives no context (the ablation).
+- Context mode (CXRTrek's inference) answers stage 1 of every image first, then stage 2 with the image's
+  stage-1 predictions as "Previous context:", then stage 3 with stages 1 and 2. Independent mode gives no
+  context (the ablation).
 - Closed-set questions decode under a constraint (`evaluate.decoding`: a prefix tree of the training
   answers, walked with each image's shared prompt prefix computed once, or scoring every candidate); open
   questions generate freely within a short budget.
@@ -25,10 +26,9 @@ from surgvqa.infer.constrained import CandidateTrie
 from surgvqa.infer.generate import ImageCache, generate_batch
 from surgvqa.infer.shared_prefix import decode_constrained, score_candidates
 from surgvqa.model.prompts import render_prompt
-from surgvqa.params import EvalParams, PromptParams
-from surgvqa.train.approaches import STAGES
-
-MODES = ("sequential", "independent")
+from surgvqa.names import EVAL_MODES, STAGE_IDS
+from surgvqa.params.evaluate import EvalParams
+from surgvqa.params.prompt import PromptParams
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ class Answerer:
         return key if decoding != "free" and key in self.tries else None
 
 
-def context_prompt(prompt: str, context: list[tuple[str, str]], params: EvalParams) -> str:
+def context_prompt(prompt: str, context: list[tuple[str, str]], eval_params: EvalParams) -> str:
     """The prompt with earlier-stage (question, predicted answer) pairs before it; no context, no change."""
     if not context:
         return prompt
-    lines = "\n".join(params.context_line.format(question=q, answer=a) for q, a in context)
-    return params.context_template.format(context=lines, prompt=prompt)
+    lines = "\n".join(eval_params.context_line.format(question=q, answer=a) for q, a in context)
+    return eval_params.context_template.format(context=lines, prompt=prompt)
 
 
 def earlier_in_image(items: list[Item], indices: list[int], stage: int) -> list[int]:
@@ -96,60 +96,60 @@ def _image_batches(jobs: list[tuple[int, Item, str]], size: int):
         yield batch
 
 
-def _answer_group(a: Answerer, jobs: list[tuple[int, Item, str]], params: EvalParams, system: str | None,
-                  out: dict[int, str], bar) -> None:
+def _answer_group(answerer: Answerer, jobs: list[tuple[int, Item, str]], eval_params: EvalParams,
+                  system: str | None, out: dict[int, str], bar) -> None:
     """Answer jobs (index, item, prompt) that share an adapter, batch by batch, by the decoding rule of each."""
-    closed = [j for j in jobs if a.closed_set(j[1].question, params.decoding)]
-    free = [j for j in jobs if not a.closed_set(j[1].question, params.decoding)]
-    if params.decoding == "constrained":
-        for batch in _image_batches(closed, params.batch_size):
-            tries = [a.tries[a.closed_set(it.question, "constrained")] for _, it, _ in batch]
-            answers = decode_constrained(a.model, a.processor, [(it.image, p) for _, it, p in batch], system,
-                                         tries, a.images)
+    closed = [j for j in jobs if answerer.closed_set(j[1].question, eval_params.decoding)]
+    free = [j for j in jobs if not answerer.closed_set(j[1].question, eval_params.decoding)]
+    if eval_params.decoding == "constrained":
+        for batch in _image_batches(closed, eval_params.batch_size):
+            tries = [answerer.tries[answerer.closed_set(it.question, "constrained")] for _, it, _ in batch]
+            answers = decode_constrained(answerer.model, answerer.processor, [(it.image, p) for _, it, p in batch],
+                                         system, tries, answerer.images)
             out.update({i: ans for (i, _, _), ans in zip(batch, answers)})
             bar.update(len(batch))
-    elif params.decoding == "score":
-        options = {i: a.choices[a.closed_set(it.question, "score")] for i, it, _ in closed}
+    elif eval_params.decoding == "score":
+        options = {i: answerer.choices[answerer.closed_set(it.question, "score")] for i, it, _ in closed}
         pairs = [(i, it, p, c) for i, it, p in closed for c in options[i]]
         scores: dict[int, list[tuple[float, str]]] = defaultdict(list)
-        for batch in _batches(pairs, params.batch_size):
-            values = score_candidates(a.model, a.processor, [(it.image, p, c) for _, it, p, c in batch], system,
-                                      params.max_length, a.images)
+        for batch in _batches(pairs, eval_params.batch_size):
+            values = score_candidates(answerer.model, answerer.processor, [(it.image, p, c) for _, it, p, c in batch],
+                                      system, eval_params.max_length, answerer.images)
             for (i, _, _, c), v in zip(batch, values):
                 scores[i].append((v, c))
             done = [i for i, _, _, _ in batch if len(scores[i]) == len(options[i])]
             bar.update(len(set(done)))
         # Highest log-likelihood wins; max() keeps the first of equals, the candidate that sorts first.
         out.update({i: max(s, key=lambda vc: vc[0])[1] for i, s in scores.items()})
-    for batch in _batches(free, params.batch_size):
+    for batch in _batches(free, eval_params.batch_size):
         out.update({i: ans for (i, _, _), ans in zip(batch, generate_batch(
-            a.model, a.processor, [(it.image, p) for _, it, p in batch], system, params.open_max_new_tokens,
-            a.images))})
+            answerer.model, answerer.processor, [(it.image, p) for _, it, p in batch], system,
+            eval_params.open_max_new_tokens, answerer.images))})
         bar.update(len(batch))
 
 
-def answer_items(a: Answerer, items: list[Item], adapter_of_stage: dict[int, str], mode: str, params: EvalParams,
-                 prompt_params: PromptParams, desc: str = "answering") -> list[str]:
-    """Predictions for items, in their order; sequential mode passes each image's earlier predictions on."""
+def answer_items(answerer: Answerer, items: list[Item], adapter_of_stage: dict[int, str], mode: str,
+                 eval_params: EvalParams, prompt_params: PromptParams, desc: str = "answering") -> list[str]:
+    """Predictions for items, in their order; context mode passes each image's earlier predictions on."""
     import torch
 
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode not in EVAL_MODES:
+        raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(EVAL_MODES)}")
     preds: dict[int, str] = {}
     by_image: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         by_image[it.img_id].append(i)
     with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="QA", dynamic_ncols=True) as bar:
-        for stage in STAGES:
+        for stage in STAGE_IDS:
             groups: dict[str, list[tuple[int, Item, str]]] = defaultdict(list)
             for i, it in enumerate(items):
                 if it.stage != stage:
                     continue
                 context = [(items[j].question, preds[j]) for j in earlier_in_image(items, by_image[it.img_id], stage)
-                           ] if mode == "sequential" else []
-                prompt = render_prompt(it.question, a.prompt_candidates, prompt_params)
-                groups[adapter_of_stage[stage]].append((i, it, context_prompt(prompt, context, params)))
+                           ] if mode == "context" else []
+                prompt = render_prompt(it.question, answerer.prompt_candidates, prompt_params)
+                groups[adapter_of_stage[stage]].append((i, it, context_prompt(prompt, context, eval_params)))
             for adapter, jobs in groups.items():
-                a.model.set_adapter(adapter)
-                _answer_group(a, jobs, params, prompt_params.system, preds, bar)
+                answerer.model.set_adapter(adapter)
+                _answer_group(answerer, jobs, eval_params, prompt_params.system, preds, bar)
     return [preds[i] for i in range(len(items))]

@@ -18,18 +18,20 @@ from surgvqa.infer.engine import Answerer, Item, context_prompt, earlier_in_imag
 from surgvqa.infer.generate import greedy_config
 from surgvqa.model.prompts import render_prompt
 from surgvqa.model.sft import IGNORE_INDEX, Example, chat_text, encode, load_image
-from surgvqa.params import Params
+from surgvqa.params.evaluate import EvalParams
+from surgvqa.params.model import ModelParams
+from surgvqa.params.prompt import PromptParams
 
 
-def load_separate(base_dir: Path, adapters: dict[str, Path], params: Params) -> dict[str, object]:
+def load_separate(base_dir: Path, adapters: dict[str, Path], model_params: ModelParams) -> dict[str, object]:
     """A fresh base model per adapter (the memory cost the engine avoids)."""
     from peft import PeftModel
 
-    from surgvqa.model.base import base_record, load_base
+    from surgvqa.model.load import base_record, load_base
 
     models = {}
     for name, path in adapters.items():
-        base, _ = load_base(base_record(base_dir), params.model)
+        base, _ = load_base(base_record(base_dir), model_params)
         models[name] = PeftModel.from_pretrained(base, str(path)).eval()
     return models
 
@@ -63,12 +65,12 @@ def score_one(model, processor, image: Path, prompt: str, candidate: str, system
     return logp[keep].gather(-1, target[keep][:, None]).sum().item()
 
 
-def reference_answers(models: dict[str, object], a: Answerer, items: list[Item], adapter_of_stage: dict[int, str],
-                      mode: str, params: Params) -> list[str]:
-    """Answer items one by one, image by image, stage by stage; `a.model` is not used, `models` are."""
+def reference_answers(models: dict[str, object], answerer: Answerer, items: list[Item],
+                      adapter_of_stage: dict[int, str], mode: str, eval_params: EvalParams,
+                      prompt_params: PromptParams) -> list[str]:
+    """Answer items one by one, image by image, stage by stage; `answerer.model` is not used, `models` are."""
     import torch
 
-    ep = params.evaluate
     by_image: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         by_image[it.img_id].append(i)
@@ -78,19 +80,22 @@ def reference_answers(models: dict[str, object], a: Answerer, items: list[Item],
             for i in sorted(indices, key=lambda j: items[j].stage):
                 it = items[i]
                 context = [(items[j].question, preds[j]) for j in earlier_in_image(items, indices, it.stage)
-                           ] if mode == "sequential" else []
-                prompt = context_prompt(render_prompt(it.question, a.prompt_candidates, params.prompt), context, ep)
+                           ] if mode == "context" else []
+                prompt = context_prompt(render_prompt(it.question, answerer.prompt_candidates, prompt_params), context,
+                                        eval_params)
                 model = models[adapter_of_stage[it.stage]]
-                system = params.prompt.system
-                key = a.closed_set(it.question, ep.decoding)
-                if key and ep.decoding == "constrained":
-                    preds[i] = answer_one(model, a.processor, it.image, prompt, system, a.tries[key].depth,
-                                          a.tries[key])
-                elif key and ep.decoding == "score":
-                    scores = [(score_one(model, a.processor, it.image, prompt, c, system, ep.max_length), c)
-                              for c in a.choices[key]]
+                system = prompt_params.system
+                key = answerer.closed_set(it.question, eval_params.decoding)
+                processor = answerer.processor
+                if key and eval_params.decoding == "constrained":
+                    trie = answerer.tries[key]
+                    preds[i] = answer_one(model, processor, it.image, prompt, system, trie.depth, trie)
+                elif key and eval_params.decoding == "score":
+                    scores = [(score_one(model, processor, it.image, prompt, c, system, eval_params.max_length), c)
+                              for c in answerer.choices[key]]
                     preds[i] = max(scores, key=lambda vc: vc[0])[1]
                 else:
-                    preds[i] = answer_one(model, a.processor, it.image, prompt, system, ep.open_max_new_tokens, None)
+                    preds[i] = answer_one(model, processor, it.image, prompt, system, eval_params.open_max_new_tokens,
+                                          None)
                 bar.update(1)
     return [preds[i] for i in range(len(items))]

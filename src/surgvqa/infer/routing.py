@@ -10,7 +10,8 @@ import csv
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.params import CategorizeParams
+from surgvqa.names import STAGE_IDS
+from surgvqa.params.categorize import CategorizeParams
 
 
 def read_stage_table(path: Path) -> dict[str, int]:
@@ -21,17 +22,21 @@ def read_stage_table(path: Path) -> dict[str, int]:
         return {r["question"]: int(r["stage"]) for r in csv.DictReader(f)}
 
 
-def route(questions: list[str], table: dict[str, int], params: CategorizeParams) -> dict[str, int]:
+def route(questions: list[str], table: dict[str, int], categorize: CategorizeParams) -> dict[str, int]:
     """The stage of every question: from the table, else from the categorizer (the function training used)."""
     from surgvqa.data.categorize import assign_stages
 
-    from surgvqa.train.approaches import STAGES
-
     unseen = [q for q in dict.fromkeys(questions) if q not in table]
-    fresh = {a["question"]: a["stage"] for a in assign_stages(unseen, params)} if unseen else {}
+    assigned = assign_stages(unseen, categorize) if unseen else []
+    unparsed = [a["question"] for a in assigned if not a["parsed"]]
+    if len(unparsed) > categorize.llm.max_unparsed_fraction * len(unseen):  # the rule the categorize stage applies
+        raise SurgvqaError(f"{len(unparsed)} of {len(unseen)} questions missing from question_stages.csv got an LLM "
+                           f"reply that names no stage (e.g. {unparsed[0]!r}), above "
+                           "categorize.llm.max_unparsed_fraction")
+    fresh = {a["question"]: a["stage"] for a in assigned}
     stages = {q: table.get(q, fresh.get(q)) for q in questions}
-    odd = sorted({f"{q!r}: {s}" for q, s in stages.items() if s not in STAGES})
+    odd = sorted({f"{q!r}: {s}" for q, s in stages.items() if s not in STAGE_IDS})
     if odd:
-        raise SurgvqaError(f"questions routed outside stages {STAGES}: {'; '.join(odd[:3])}; fix question_stages.csv "
-                           "or rerun `dvc repro categorize`")
+        raise SurgvqaError(f"questions routed outside stages {STAGE_IDS}: {'; '.join(odd[:3])}; fix "
+                           "question_stages.csv or rerun `dvc repro categorize`")
     return stages

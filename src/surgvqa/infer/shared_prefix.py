@@ -2,7 +2,7 @@
 
 generate() with a prefix-tree constraint (what the reference does) wastes two things on this workload:
 - The questions about one image share a long token prefix: the system turn, the image tokens and, in
-  sequential mode, the earlier stages' context. Here its keys and values are computed once per image and
+  context mode, the earlier stages' context. Here its keys and values are computed once per image and
   copied to each question's row; only each question's own tail runs per row.
 - Where the candidate tree has a single way on (the end-of-turn token after "yes", the rest of a
   multi-token word), the greedy choice is forced and needs no logits. A forward pass runs only while some

@@ -1,20 +1,31 @@
-"""Lineage records: what an adapter or base was made from, with content hashes so a parent can be checked."""
+"""Lineage records: what an adapter or base was made from, with content hashes so a parent can be checked.
+
+A lineage record is part of a versioned output, so it holds only what the inputs determine (hashes, params,
+data, the losses the weights give): the same inputs give the same bytes, and DVC sees nothing change. Facts of
+one run (its MLflow run id, git commit, whether it resumed, the running training loss) go to the MLflow run,
+which carries the adapter's weight hash as the tag `adapter_sha256` (tracking.find_adapter_run).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import write_json
+from surgvqa.io import read_json, write_json
 
 LINEAGE_FILE = "lineage.json"
 BASE_FILE = "base.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 REQUIRED_KEYS = ("approach", "stage", "train_stages", "base", "quantization", "parent", "data", "params",
-                 "git_commit", "mlflow_run_id", "adapter_sha256")
+                 "adapter_sha256", "val_loss_by_stage", "continuity")
+
+
+def adapter_dir(models_dir: Path, approach: str, stage: int | None) -> Path:
+    """Where an approach's adapter for a stage lives (baseline: one adapter, no stage)."""
+    return models_dir / approach if stage is None else models_dir / approach / f"stage_{stage}"
 
 
 def sha256_file(path: Path) -> str:
@@ -56,17 +67,6 @@ def write_lineage(adapter_dir: Path, record: dict) -> None:
     write_json(adapter_dir / LINEAGE_FILE, record)
 
 
-def read_json_record(path: Path) -> dict:
-    """Read a lineage or base record, with an error that says which stage writes it."""
-    if not path.is_file():
-        hint = "dvc repro base" if path.name == BASE_FILE else "dvc repro (the training stage of this adapter)"
-        raise SurgvqaError(f"{path} not found: run `{hint}` first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SurgvqaError(f"{path} is not valid JSON: {e}") from e
-
-
 def read_lineage(adapter_dir: Path) -> dict:
     """The lineage record of an adapter directory."""
-    return read_json_record(adapter_dir / LINEAGE_FILE)
+    return read_json(adapter_dir / LINEAGE_FILE, hint="run `dvc repro` (the training stage of this adapter) first")

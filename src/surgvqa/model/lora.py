@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.params import LoraParams
+from surgvqa.params.lora import LoraParams
 
 
 def target_regex(modules: list[str]) -> str:
@@ -19,19 +19,20 @@ def target_regex(modules: list[str]) -> str:
     return rf"^(.*\.)?language_model\..*\.({names})$"
 
 
-def new_adapter(model, p: LoraParams, r: int | None = None, alpha: int | None = None, seed: int = 0):
-    """Wrap `model` with a fresh LoRA adapter (named `default`); only its A/B matrices are trainable."""
+def new_adapter(model, lora: LoraParams, r: int, alpha: int, seed: int):
+    """Wrap `model` with a fresh LoRA adapter (named `default`) of rank `r` and scaling `alpha` (params or a
+    size tier), seeded; only its A/B matrices are trainable."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     # The A matrices are drawn here, before the Trainer seeds anything: without this, every run (and every
     # test order) starts from another adapter.
     torch.manual_seed(seed)
-    config = LoraConfig(r=r or p.r, lora_alpha=alpha or p.alpha, lora_dropout=p.dropout,
-                        target_modules=target_regex(p.target_modules), bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=lora.dropout,
+                        target_modules=target_regex(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     if lora_parameter_count(peft_model) == 0:
-        raise SurgvqaError(f"lora.target_modules {p.target_modules} matched no layer of the language model")
+        raise SurgvqaError(f"lora.target_modules {lora.target_modules} matched no layer of the language model")
     return peft_model
 
 

@@ -10,10 +10,12 @@ to learn which fact a question asks for and how to say it. Validation and test i
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
 from surgvqa.data import questions as Q
+from surgvqa.errors import SurgvqaError
 
 # The field name each catalogue question's answer appears under in a description, in description order.
 DESCRIPTION_FIELDS = (
@@ -49,17 +51,22 @@ def pretrain(model_dir: Path, raw_dir: Path, descriptions: dict[str, str], promp
     from surgvqa.model.processor import load_processor
     from surgvqa.model.sft import Collator, Example, SFTDataset, image_of
 
-    processor = load_processor(model_dir, image_pixels=_pixels(model_dir))
+    # The tiny base was just built here from our own code: no Hub revision, no remote code.
+    processor = load_processor(model_dir, _pixels(model_dir), revision=None, trust_remote_code=False)
     model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True)
     examples = [Example(image_of(raw_dir, i), prompt, text) for i, text in sorted(descriptions.items())]
     args = TrainingArguments(output_dir=str(log_dir), num_train_epochs=epochs, learning_rate=learning_rate,
                              per_device_train_batch_size=batch_size, lr_scheduler_type="cosine", warmup_steps=0.05,
-                             logging_steps=0.05, save_strategy="no", report_to="none", seed=seed,
+                             logging_steps=0.05, logging_nan_inf_filter=False, save_strategy="no",
+                             report_to="none", seed=seed,
                              remove_unused_columns=False, dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=SFTDataset(examples, processor, max_length=4096),
                       data_collator=Collator(processor.tokenizer.pad_token_id))
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if not all(math.isfinite(x) for x in losses):  # a diverged base must not pass for a pretrained one
+        raise SurgvqaError(f"the tiny base's description pretraining diverged (losses {losses}): lower "
+                           "model.tiny.pretrain_learning_rate")
     model.save_pretrained(model_dir, safe_serialization=True)
     return {"images": len(examples), "epochs": epochs, "steps": result.global_step,
             "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None}

@@ -44,8 +44,8 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
-def load_processor(path: str | Path, image_pixels: int, revision: str | None = None,
-                   trust_remote_code: bool = False) -> ImageOnlyQwen2VLProcessor:
+def load_processor(path: str | Path, image_pixels: int, revision: str | None,
+                   trust_remote_code: bool) -> ImageOnlyQwen2VLProcessor:
     """Load the processor of a Qwen2-VL checkpoint, sized so every image becomes `image_pixels` pixels at most."""
     try:
         proc = ImageOnlyQwen2VLProcessor.from_pretrained(

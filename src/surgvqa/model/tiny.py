@@ -17,7 +17,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from surgvqa.model.processor import (END_OF_TURN, PAD, QWEN2_VL_CHAT_TEMPLATE, QWEN2_VL_SPECIAL_TOKENS,
                                      ImageOnlyQwen2VLProcessor)
-from surgvqa.params import TinyBaseParams
+from surgvqa.params.model import TinyBaseParams
 
 # How wide the output head starts: logits of standard deviation ~3 instead of ~0.2, so that a frozen head
 # (LoRA trains around it) can still express a confident answer; with the usual 0.02 init the loss of a LoRA
@@ -37,33 +37,33 @@ def train_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFa
                                    extra_special_tokens=[t for t in QWEN2_VL_SPECIAL_TOKENS if t not in (END_OF_TURN, PAD)], model_max_length=32768)
 
 
-def tiny_config(tokenizer: PreTrainedTokenizerFast, p: TinyBaseParams) -> Qwen2VLConfig:
+def tiny_config(tokenizer: PreTrainedTokenizerFast, tiny: TinyBaseParams) -> Qwen2VLConfig:
     """A Qwen2-VL config scaled down; mrope_section splits head_dim/2 over (time, height, width) as Qwen's does."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIAL_TOKENS}
-    half = p.hidden_size // p.heads // 2
+    half = tiny.hidden_size // tiny.heads // 2
     mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
-    text = dict(vocab_size=len(tokenizer), hidden_size=p.hidden_size, intermediate_size=p.intermediate_size,
-                num_hidden_layers=p.layers, num_attention_heads=p.heads, num_key_value_heads=p.kv_heads,
+    text = dict(vocab_size=len(tokenizer), hidden_size=tiny.hidden_size, intermediate_size=tiny.intermediate_size,
+                num_hidden_layers=tiny.layers, num_attention_heads=tiny.heads, num_key_value_heads=tiny.kv_heads,
                 max_position_embeddings=4096, rms_norm_eps=1e-6,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
                 bos_token_id=ids[PAD], eos_token_id=ids[END_OF_TURN], pad_token_id=ids[PAD])
-    vision = dict(depth=p.vision_layers, embed_dim=p.vision_dim, hidden_size=p.hidden_size,
-                  num_heads=p.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    vision = dict(depth=tiny.vision_layers, embed_dim=tiny.vision_dim, hidden_size=tiny.hidden_size,
+                  num_heads=tiny.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
     return Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                          video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                          vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
 
 
-def build_tiny(out_dir: Path, corpus: list[str], p: TinyBaseParams, image_pixels: int) -> Path:
+def build_tiny(out_dir: Path, corpus: list[str], tiny: TinyBaseParams, image_pixels: int) -> Path:
     """Write a random tiny Qwen2-VL (safetensors), its processor and chat template to out_dir."""
-    tokenizer = train_tokenizer(corpus, p.vocab_size)
+    tokenizer = train_tokenizer(corpus, tiny.vocab_size)
     processor = ImageOnlyQwen2VLProcessor(
         Qwen2VLImageProcessorPil(min_pixels=min(image_pixels, 56 * 56), max_pixels=image_pixels), tokenizer,
         chat_template=QWEN2_VL_CHAT_TEMPLATE)
-    torch.manual_seed(p.seed)
-    model = Qwen2VLForConditionalGeneration(tiny_config(tokenizer, p))
+    torch.manual_seed(tiny.seed)
+    model = Qwen2VLForConditionalGeneration(tiny_config(tokenizer, tiny))
     with torch.no_grad():
-        model.lm_head.weight.normal_(0.0, HEAD_LOGIT_STD / math.sqrt(p.hidden_size))
+        model.lm_head.weight.normal_(0.0, HEAD_LOGIT_STD / math.sqrt(tiny.hidden_size))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out_dir, safe_serialization=True)

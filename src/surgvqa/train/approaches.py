@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
-from surgvqa.params import LoraParams, TrainParams
-
-APPROACHES = ("sequential", "curriculum", "baseline")
-STAGES = (1, 2, 3)
+from surgvqa.model.lineage import adapter_dir
+from surgvqa.names import APPROACHES, STAGE_IDS
+from surgvqa.params.lora import LoraParams
+from surgvqa.params.train import Hyper, TrainParams
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,6 @@ class StagePlan:
         return self.approach if self.stage is None else f"{self.approach}/stage_{self.stage}"
 
 
-def adapter_dir(models_dir: Path, approach: str, stage: int | None) -> Path:
-    """Where an approach's adapter for a stage lives (baseline: one adapter, no stage)."""
-    return models_dir / approach if stage is None else models_dir / approach / f"stage_{stage}"
-
-
 def plan_stage(approach: str, stage: int | None, train: TrainParams, models_dir: Path) -> StagePlan:
     """The plan of one training stage; refuses a stage the approach does not have."""
     if approach not in APPROACHES:
@@ -50,8 +45,8 @@ def plan_stage(approach: str, stage: int | None, train: TrainParams, models_dir:
     if approach == "baseline":
         if stage is not None:
             raise SurgvqaError("the baseline trains one adapter on all stages: drop --stage")
-        return StagePlan(approach, None, STAGES, train.baseline_learning_rate, None, adapter_dir(models_dir, approach, None))
-    if stage not in STAGES:
+        return StagePlan(approach, None, STAGE_IDS, train.baseline_learning_rate, None, adapter_dir(models_dir, approach, None))
+    if stage not in STAGE_IDS:
         raise SurgvqaError(f"{approach} needs --stage 1, 2 or 3 (got {stage})")
     out = adapter_dir(models_dir, approach, stage)
     if approach == "sequential":
@@ -73,23 +68,13 @@ def plan_rows(plan: StagePlan, rows: list[dict], seed: int) -> list[dict]:
     return own + replayed
 
 
-@dataclass(frozen=True)
-class Hyper:
-    """The hyperparameters a training stage actually uses (from params, or from a size tier)."""
-
-    r: int
-    alpha: int
-    epochs: float
-    batch_size: int
-    max_length: int
-    tier: str
-
-
-def size_hyper(train_rows: int, train: TrainParams, lora: LoraParams) -> Hyper:
-    """Automatic sizing picks the first tier whose max_rows covers the training set; otherwise params as given."""
+def size_hyper(train_rows: int, train: TrainParams, lora: LoraParams) -> tuple[Hyper, str]:
+    """The hyperparameters a stage uses and where they came from: with automatic sizing the first tier whose
+    max_rows covers the training set, otherwise lora.r/alpha and train.epochs/batch_size/max_length."""
     if not train.auto_size:
-        return Hyper(lora.r, lora.alpha, train.epochs, train.batch_size, train.max_length, "params")
-    for i, t in enumerate(train.tiers):
-        if train_rows <= t.max_rows:
-            return Hyper(t.r, t.alpha, t.epochs, t.batch_size, t.max_length, f"tier_{i}(<= {t.max_rows} rows)")
+        return Hyper(lora.r, lora.alpha, train.epochs, train.batch_size, train.max_length), "params"
+    for i, tier in enumerate(train.tiers):
+        if train_rows <= tier.max_rows:
+            hyper = Hyper(tier.r, tier.alpha, tier.epochs, tier.batch_size, tier.max_length)
+            return hyper, f"tier_{i}(<= {tier.max_rows} rows)"
     raise SurgvqaError(f"{train_rows} training rows exceed every train.tiers max_rows: add a larger tier")

@@ -1,6 +1,7 @@
-"""`surgvqa verify-adapter`: is this adapter what its lineage says, and safe to build on?
+"""Stage `verify_adapters` (`surgvqa verify-adapter`): is each adapter what its lineage says, and safe to build on?
 
 Each check reports ok / FAILED / skipped (with the reason), so a reader sees what was and was not verified.
+Any failure fails the stage, and the evaluations depend on its report, so an unverified adapter is never scored.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from surgvqa import entry
 from surgvqa.errors import SurgvqaError
-from surgvqa.model.lineage import ADAPTER_WEIGHTS, REQUIRED_KEYS, read_lineage, sha256_file, sha256_weights
-from surgvqa.params import ModelParams
+from surgvqa.io import write_json
+from surgvqa.model.lineage import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, REQUIRED_KEYS, read_lineage, sha256_file,
+                                   sha256_weights)
+from surgvqa.params.model import ModelParams
 
 # A LoRA trains a small share of the model: well under 1 % of a 2B model at rank 16, a few % of the tiny one.
 # Above this share the "adapter" is closer to a full fine-tune (or the base was left trainable).
@@ -54,24 +58,24 @@ def _safetensor_keys(path: Path) -> list[str]:
         return list(f.keys())
 
 
-def _weights_differ(a: Path, b: Path) -> bool:
+def _weights_differ(first: Path, second: Path) -> bool:
     from safetensors.torch import load_file
 
-    wa, wb = load_file(str(a)), load_file(str(b))
-    return wa.keys() != wb.keys() or any(not wa[k].equal(wb[k]) for k in wa)
+    tensors, others = load_file(str(first)), load_file(str(second))
+    return tensors.keys() != others.keys() or any(not tensors[k].equal(others[k]) for k in tensors)
 
 
-def verify_adapter(adapter: Path, mp: ModelParams) -> Report:
+def verify_adapter(adapter: Path, model: ModelParams) -> Report:
     """Run every check on one adapter directory; never raises for a failed check, only for an unreadable one."""
     import dataclasses
 
-    from surgvqa.model.base import load_base
+    from surgvqa.model.load import load_base
     from surgvqa.model.lora import check_trainable_is_lora, lora_parameter_count
 
     report = Report(adapter)
     weights = adapter / ADAPTER_WEIGHTS
-    if not weights.is_file() or not (adapter / "adapter_config.json").is_file():
-        raise SurgvqaError(f"{adapter} is not a PEFT adapter folder (adapter_config.json + {ADAPTER_WEIGHTS})")
+    if not weights.is_file() or not (adapter / ADAPTER_CONFIG).is_file():
+        raise SurgvqaError(f"{adapter} is not a PEFT adapter folder ({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS})")
     lineage = read_lineage(adapter)
     missing = [k for k in REQUIRED_KEYS if k not in lineage]
     base = lineage.get("base") or {}
@@ -84,7 +88,7 @@ def verify_adapter(adapter: Path, mp: ModelParams) -> Report:
     stray = [k for k in keys if "lora_" not in k]
     report.add("only LoRA weights", not stray and bool(keys),
                f"{len(keys)} LoRA tensors" if not stray else f"{len(stray)} non-LoRA tensors, e.g. {stray[0]}")
-    config = json.loads((adapter / "adapter_config.json").read_text())
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text())
     report.add("base not trainable", not config.get("modules_to_save"),
                f"modules_to_save={config.get('modules_to_save')}")
 
@@ -111,12 +115,14 @@ def verify_adapter(adapter: Path, mp: ModelParams) -> Report:
         report.add("parent exists", False, "a curriculum stage after the first must name its parent")
     else:
         report.skip("parent exists", "trained from the base (no parent)")
+    _check_continuity(report, lineage)
 
     from peft import PeftModel
 
-    model, _ = load_base({**base, "image_pixels": mp.image_pixels}, dataclasses.replace(mp, quantize="none"))
-    total_base = sum(p.numel() for p in model.parameters())
-    peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    full_precision = dataclasses.replace(model, quantize="none")
+    base_model, _ = load_base({**base, "image_pixels": model.image_pixels}, full_precision)
+    total_base = sum(p.numel() for p in base_model.parameters())
+    peft_model = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=True)
     report.add("exactly one adapter", len(peft_model.peft_config) == 1, f"adapters: {list(peft_model.peft_config)}")
     try:
         trainable = check_trainable_is_lora(peft_model)
@@ -127,3 +133,43 @@ def verify_adapter(adapter: Path, mp: ModelParams) -> Report:
     report.add("LoRA-sized", 0 < fraction <= MAX_TRAINABLE_FRACTION,
                f"{fraction:.2%} of the base's parameters (limit {MAX_TRAINABLE_FRACTION:.0%})")
     return report
+
+
+def _check_continuity(report: Report, lineage: dict) -> None:
+    """A continued adapter must start where its parent ended: the relative jump of the parent's validation loss,
+    measured at training time, within the tolerance recorded with it (train.continuity_tolerance)."""
+    continuity = lineage.get("continuity")
+    if not continuity:
+        report.skip("continuity", "not a continued adapter (no parent)")
+        return
+    change, tolerance = continuity["relative_change"], continuity["tolerance"]
+    report.add("continuity", abs(change) <= tolerance,
+               f"validation loss on stage {continuity['stage']} moved {change:+.2%} from the parent's end "
+               f"({continuity['parent_val_loss']:.4f} -> {continuity['start_val_loss']:.4f}); tolerance {tolerance:.0%}")
+
+
+def run(adapters: list[Path], report_path: Path | None, model: ModelParams) -> list[Report]:
+    """The stage: check every adapter, print a line per check, write the JSON report, fail on any failure."""
+    reports = [verify_adapter(a, model) for a in adapters]
+    for r in reports:
+        print(r.text())
+    if report_path:
+        write_json(report_path, {"adapters_passed": sum(r.ok for r in reports), "adapters": len(reports),
+                                 "checks": {str(r.adapter): {n: s for n, s, _ in r.checks} for r in reports}})
+    failed = [f"{r.adapter} ({r.failed_names()})" for r in reports if not r.ok]
+    if failed:
+        raise SurgvqaError(f"verification failed: {'; '.join(failed)}")
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.train.verify` (dvc.yaml) and `surgvqa verify-adapter`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("adapter", nargs="+", type=Path, help="adapter directories (each with lineage.json)")
+    parser.add_argument("--report", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, adapters=args.adapter, report_path=args.report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

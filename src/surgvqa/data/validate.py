@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from surgvqa.data.split import SPLITS
+from surgvqa import entry
+from surgvqa.data.raw import RAW_DIR
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import image_relpath, is_safe_img_id, read_jsonl, write_json
-from surgvqa.params import StageShareBounds
+from surgvqa.names import SPLITS, STAGE_IDS
+from surgvqa.params.validate import StageShareBounds, ValidateParams
 
 MAX_LISTED = 50  # failures list at most this many offending values in the report
 
@@ -35,7 +37,7 @@ def build_frames(splits: dict[str, list[dict]], raw_dir: Path) -> dict[str, pd.D
         part = rows[rows["split"] == name]
         n = max(len(part), 1)
         shares.append({"split": name, "rows": len(part),
-                       **{f"stage_{s}_share": float((part["stage_id"] == s).sum()) / n for s in (1, 2, 3)}})
+                       **{f"stage_{s}_share": float((part["stage_id"] == s).sum()) / n for s in STAGE_IDS}})
     return {"rows": rows, "pairs": pairs, "shares": pd.DataFrame(shares)}
 
 
@@ -47,7 +49,7 @@ def expectation_plan(bounds: StageShareBounds) -> dict[str, list]:
     return {
         "rows": [
             *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("img_id", "image", "question", "stage_id")],
-            E.ExpectColumnValuesToBeInSet(column="stage_id", value_set=[1, 2, 3]),
+            E.ExpectColumnValuesToBeInSet(column="stage_id", value_set=list(STAGE_IDS)),
             E.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=list(SPLITS)),
             E.ExpectCompoundColumnsToBeUnique(column_list=["img_id", "question"]),
             E.ExpectColumnValuesToNotBeNull(column="answer"),
@@ -57,7 +59,7 @@ def expectation_plan(bounds: StageShareBounds) -> dict[str, list]:
         ],
         "pairs": [E.ExpectColumnValuesToBeUnique(column="img_id")],
         "shares": [E.ExpectColumnValuesToBeBetween(column=f"stage_{s}_share", min_value=bounds.for_stage(s)[0],
-                                                   max_value=bounds.for_stage(s)[1]) for s in (1, 2, 3)],
+                                                   max_value=bounds.for_stage(s)[1]) for s in STAGE_IDS],
     }
 
 
@@ -85,7 +87,7 @@ def _offenders(frame: pd.DataFrame, name: str, res) -> list:
     return _plain(values[:MAX_LISTED])
 
 
-def validate(splits: dict[str, list[dict]], raw_dir: Path, bounds: StageShareBounds) -> dict:
+def validate_splits(splits: dict[str, list[dict]], raw_dir: Path, bounds: StageShareBounds) -> dict:
     """Run the suite; returns a JSON-ready summary with `success` and, per expectation, what failed."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -118,7 +120,7 @@ def validate(splits: dict[str, list[dict]], raw_dir: Path, bounds: StageShareBou
         "expectations_failed": sum(1 for r in results if not r["success"]),
         "leaked_images": leak["offenders"],
         "rows_per_split": {s: int(shares.loc[s, "rows"]) for s in shares.index},
-        "stage_share": {s: {f"stage_{k}": round(float(shares.loc[s, f"stage_{k}_share"]), 4) for k in (1, 2, 3)}
+        "stage_share": {s: {f"stage_{k}": round(float(shares.loc[s, f"stage_{k}_share"]), 4) for k in STAGE_IDS}
                         for s in shares.index},
         "results": results,
     }
@@ -138,10 +140,10 @@ def summary_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run(split_dir: Path, raw_dir: Path, report_path: Path, bounds: StageShareBounds) -> dict:
-    """Entry point: validate the split files, write the report, fail when any expectation fails."""
+def run(split_dir: Path, raw_dir: Path, report_path: Path, validate: ValidateParams) -> dict:
+    """The stage: validate the split files, write the report, fail when any expectation fails."""
     splits = {name: read_jsonl(Path(split_dir) / f"{name}.jsonl") for name in SPLITS}
-    summary = validate(splits, raw_dir, bounds)
+    summary = validate_splits(splits, raw_dir, validate.stage_share)
     write_json(Path(report_path), summary)
     print(summary_text(summary))
     if not summary["success"]:
@@ -150,3 +152,17 @@ def run(split_dir: Path, raw_dir: Path, report_path: Path, bounds: StageShareBou
                            f"Details in {report_path}.")
     return summary
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.data.validate` (dvc.yaml) and `surgvqa validate`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--splits", type=Path, default=Path("data/split"))
+    parser.add_argument("--raw", type=Path, default=RAW_DIR, help=f"raw layout (default: {RAW_DIR})")
+    parser.add_argument("--report", type=Path, default=Path("reports/data_validation.json"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, None, split_dir=args.splits, raw_dir=args.raw, report_path=args.report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

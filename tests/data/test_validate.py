@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from surgvqa.data.expectations import run, validate
+from surgvqa.data.validate import run, validate_splits
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import write_jsonl
-from surgvqa.params import StageShareBounds
-from tests.conftest import jpeg_bytes
+from surgvqa.params.validate import StageShareBounds, ValidateParams
+from tests.conftest import jpeg_bytes, section
 
 
 def _row(img, question, stage, answer="yes"):
@@ -36,7 +36,7 @@ def _failed(summary):
 
 
 def test_clean_splits_pass(raw_dir):
-    summary = validate(_clean(), raw_dir, StageShareBounds())
+    summary = validate_splits(_clean(), raw_dir, section("validate").stage_share)
     assert summary["success"] and summary["expectations_failed"] == 0
     assert summary["stage_share"]["val"] == {"stage_1": 0.4, "stage_2": 0.4, "stage_3": 0.2}
     assert summary["leaked_images"] == []
@@ -45,7 +45,7 @@ def test_clean_splits_pass(raw_dir):
 def test_leaked_image_is_caught_and_named(raw_dir):
     splits = _clean()
     splits["test"] += [_row("b", "q-extra", 2)]  # image b is also in train
-    summary = validate(splits, raw_dir, StageShareBounds())
+    summary = validate_splits(splits, raw_dir, section("validate").stage_share)
     assert not summary["success"]
     assert summary["leaked_images"] == ["b"]
     assert _failed(summary) == {"img_id": ["b"]}
@@ -54,7 +54,7 @@ def test_leaked_image_is_caught_and_named(raw_dir):
 def test_skewed_stage_distribution_is_caught(raw_dir):
     splits = _clean()
     splits["val"] = [_row("c", f"q{k}", 1) for k in range(5)]  # val is all stage 1
-    summary = validate(splits, raw_dir, StageShareBounds(stage_1=[0.2, 0.6], stage_2=[0.3, 0.75],
+    summary = validate_splits(splits, raw_dir, StageShareBounds(stage_1=[0.2, 0.6], stage_2=[0.3, 0.75],
                                                          stage_3=[0.02, 0.25]))
     failed = _failed(summary)
     assert failed["stage_1_share"] == ["val=1.000"]
@@ -66,7 +66,7 @@ def test_bad_rows_are_caught_and_named(raw_dir):
     splits["train"] += [_row("e", "q1", 1)]                    # image file e.jpg does not exist
     splits["val"] += [_row("c", "q1a", 1, answer="no")]         # (c, q1a) twice
     splits["test"] += [_row("d", "q9", 4), _row("d", "q8", 2, answer="  ")]  # stage 4; blank answer
-    failed = _failed(validate(splits, raw_dir, StageShareBounds(stage_1=[0, 1], stage_2=[0, 1], stage_3=[0, 1])))
+    failed = _failed(validate_splits(splits, raw_dir, StageShareBounds(stage_1=[0, 1], stage_2=[0, 1], stage_3=[0, 1])))
     assert failed["image_present"] == ["images/e.jpg"]
     assert failed["stage_id"] == [4]
     assert failed["answer"] == ["  "]
@@ -79,7 +79,7 @@ def test_run_writes_report_and_fails_the_stage(tmp_path, raw_dir):
     for name, part in splits.items():
         write_jsonl(tmp_path / "split" / f"{name}.jsonl", part)
     with pytest.raises(SurgvqaError, match=r"expect_column_values_to_be_unique\(img_id\)"):
-        run(tmp_path / "split", raw_dir, tmp_path / "report.json", StageShareBounds())
+        run(tmp_path / "split", raw_dir, tmp_path / "report.json", section("validate"))
     assert '"leaked_images": [\n    "a"\n  ]' in (tmp_path / "report.json").read_text()
 
 
@@ -90,8 +90,8 @@ def test_bad_values_still_give_a_json_report_and_paths_from_data_are_not_followe
     for name, part in splits.items():
         write_jsonl(tmp_path / "split" / f"{name}.jsonl", part)
     with pytest.raises(SurgvqaError, match="expectation"):
-        run(tmp_path / "split", raw_dir, tmp_path / "report.json", StageShareBounds(stage_1=[0, 1], stage_2=[0, 1],
-                                                                                    stage_3=[0, 1]))
+        run(tmp_path / "split", raw_dir, tmp_path / "report.json",
+            ValidateParams(StageShareBounds(stage_1=[0, 1], stage_2=[0, 1], stage_3=[0, 1])))
     report = json.loads((tmp_path / "report.json").read_text())
     failed = {(r["expectation"], r["column"]): r for r in report["results"] if not r["success"]}
     assert failed[("expect_column_values_to_be_in_set", "image_path_ok")]["offenders"] == ["/etc/hostname"]

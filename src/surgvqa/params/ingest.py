@@ -1,0 +1,17 @@
+"""`ingest`: how many bad rows the stage tolerates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from surgvqa.params.typed import check_fraction
+
+
+@dataclass
+class IngestParams:
+    """The share of rows (quarantined) above which ingest fails."""
+
+    max_bad_fraction: float
+
+    def __post_init__(self) -> None:
+        check_fraction("max_bad_fraction", self.max_bad_fraction)

@@ -1,0 +1,314 @@
+"""Stage `train_<approach>`: one training stage of one approach, from base (or parent adapter) to a verified
+adapter folder.
+
+Load the base, attach a fresh adapter or continue the parent's, train, save in the standard PEFT layout
+(adapter_config.json + adapter_model.safetensors) beside a lineage.json. The lineage holds only what the inputs
+determine, so retraining on the same inputs gives the same bytes; the run's own facts (MLflow run id, git
+commit, resume) go to the MLflow run, found again through its `adapter_sha256` tag.
+
+A non-finite training or validation loss fails the stage with the step and stage named, and no adapter is
+written. Checkpoints go outside the DVC output (DVC deletes outputs before a stage runs), so a rerun after an
+interruption resumes from the last checkpoint in the same MLflow run, but only when the checkpoints were made
+from the same inputs (a fingerprint beside them says so); otherwise they are discarded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+from surgvqa import entry
+from surgvqa.data.raw import IMAGES, RAW_DIR
+from surgvqa.errors import SurgvqaError
+from surgvqa.io import read_jsonl
+from surgvqa.model.lineage import ADAPTER_WEIGHTS, read_lineage, sha256_file, write_lineage
+from surgvqa.model.load import base_record, load_base, quantization_record
+from surgvqa.model.prompts import candidate_sets, render_prompt
+from surgvqa.model.sft import Collator, Example, SFTDataset, image_of
+from surgvqa.names import APPROACHES, STAGE_IDS
+from surgvqa.params.lora import LoraParams
+from surgvqa.params.model import ModelParams
+from surgvqa.params.prompt import PromptParams
+from surgvqa.params.tracking import TrackingParams
+from surgvqa.params.train import Hyper, TrainParams
+from surgvqa.train.approaches import StagePlan, plan_rows, plan_stage, size_hyper
+
+RUN_ID_FILE = "mlflow_run_id"
+FINGERPRINT_FILE = "inputs.sha256"
+
+
+def stage_examples(rows: list[dict], stages: tuple[int, ...], raw_dir: Path, candidates: dict,
+                   prompt: PromptParams) -> list[Example]:
+    """The SFT examples of the rows whose stage is in `stages`."""
+    return [Example(image_of(raw_dir, r["img_id"]), render_prompt(r["question"], candidates, prompt), r["answer"])
+            for r in rows if r["stage_id"] in stages]
+
+
+def _check_parent(parent: dict, base: dict, quantization: dict) -> None:
+    # Continuing an adapter on other weights, or with another quantization, would silently change what it means.
+    if parent["base"]["content_hash"] != base["content_hash"]:
+        raise SurgvqaError(f"parent adapter was trained on base {parent['base']['content_hash'][:12]}, this base is "
+                           f"{base['content_hash'][:12]}: rerun the whole approach (dvc repro)")
+    if parent["quantization"] != quantization:
+        raise SurgvqaError(f"parent adapter was trained with quantization {parent['quantization']}, this stage uses "
+                           f"{quantization}: keep model.quantize the same across the curriculum")
+
+
+def check_finite(value: float, what: str, plan: StagePlan, step: int) -> None:
+    """Fail the stage on a NaN or infinite loss: a diverged adapter must never be written as if it were fine."""
+    if not math.isfinite(value):
+        raise SurgvqaError(f"{plan.name}: {what} is {value} at step {step}; training diverged and no adapter was "
+                           "written. Lower the learning rate (train.*learning_rate*) or check the data, then rerun.")
+
+
+def _training_args(ckpt_dir: Path, plan: StagePlan, hyper: Hyper, train: TrainParams, dtype):
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(ckpt_dir), num_train_epochs=hyper.epochs, max_steps=train.max_steps,
+        per_device_train_batch_size=hyper.batch_size, per_device_eval_batch_size=hyper.batch_size,
+        gradient_accumulation_steps=train.grad_accum, learning_rate=plan.learning_rate,
+        warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, logging_steps=train.logging_steps,
+        # Without this the Trainer hides a NaN step inside the logging window's average.
+        logging_nan_inf_filter=False,
+        save_strategy="steps", save_steps=train.save_steps, save_total_limit=2, eval_strategy="no",
+        report_to="none", seed=train.seed, data_seed=train.seed, remove_unused_columns=False,
+        dataloader_num_workers=0, label_names=["labels"], dataloader_pin_memory=torch.cuda.is_available(),
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
+
+
+def _finite_loss_trainer(plan: StagePlan):
+    """A Trainer whose every training step checks its loss, so a divergence fails at the step it happens."""
+    from transformers import Trainer
+
+    from surgvqa import tracking
+
+    class FiniteLossTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            value = float(loss)
+            if not math.isfinite(value):
+                step = self.state.global_step + 1
+                tracking.log_metrics({"train_loss": value}, step=step)  # the divergence stays visible in MLflow
+                check_finite(value, "the training loss", plan, step)
+            return loss
+
+    return FiniteLossTrainer
+
+
+def _code_and_images(raw_dir: Path) -> str:
+    """A hash of the package's code and of the image files' names and sizes (cheap on the real dataset)."""
+    import surgvqa
+
+    digest = hashlib.sha256()
+    package = Path(surgvqa.__file__).parent
+    for path in sorted(package.rglob("*")):
+        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    images = raw_dir / IMAGES
+    for path in sorted(images.iterdir()) if images.is_dir() else ():
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+    return digest.hexdigest()
+
+
+def _fingerprint(plan: StagePlan, base: dict, parent: dict | None, data_sha256: str, raw_dir: Path,
+                 sections: dict) -> str:
+    """A hash of everything the stage's result depends on (plan, base, parent, data, images, code, params), so a
+    checkpoint is resumed only by a run of the same inputs."""
+    blob = {"plan": [plan.approach, plan.stage, list(plan.train_stages), plan.learning_rate, plan.replay_share],
+            "base": base["content_hash"], "parent": parent["adapter_sha256"] if parent else None,
+            "data": data_sha256, "code_and_images": _code_and_images(raw_dir),
+            "sections": {k: dataclasses.asdict(v) for k, v in sections.items()}}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _resume_point(ckpt_dir: Path, fingerprint: str) -> tuple[str | None, str | None]:
+    """(checkpoint, MLflow run id) to resume from, or (None, None) after clearing checkpoints of other inputs."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not ckpt_dir.is_dir():
+        return None, None
+    same_inputs = (ckpt_dir / FINGERPRINT_FILE).is_file() and (ckpt_dir / FINGERPRINT_FILE).read_text() == fingerprint
+    resume = get_last_checkpoint(str(ckpt_dir)) if same_inputs else None
+    if not resume:
+        if not same_inputs:
+            print(f"train: discarding checkpoints in {ckpt_dir}: they were made from other inputs")
+        shutil.rmtree(ckpt_dir)  # other inputs, or a run that died before its first checkpoint
+        return None, None
+    run_id_file = ckpt_dir / RUN_ID_FILE
+    return resume, run_id_file.read_text().strip() if run_id_file.is_file() else None
+
+
+def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path, checkpoint_root: Path, *,
+                model: ModelParams, prompt: PromptParams, lora: LoraParams, train: TrainParams,
+                tracking: TrackingParams, callbacks: tuple = ()) -> dict:
+    """Train one stage's adapter into plan.out_dir. Returns {"lineage": the lineage record, "run": the run's
+    own facts (MLflow run id, final training loss, resumed checkpoint, git commit)}."""
+    from surgvqa import tracking as mlflow_tracking
+    from surgvqa.model.lineage import git_commit
+    from surgvqa.model.lora import check_trainable_is_lora, continue_adapter, new_adapter
+
+    train_rows, val_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "val.jsonl")
+    candidates = candidate_sets(train_rows)  # from the training split only
+    rows = plan_rows(plan, train_rows, train.seed)
+    train_examples = stage_examples(rows, STAGE_IDS, raw_dir, candidates, prompt)
+    replayed = len(rows) - sum(r["stage_id"] in plan.train_stages for r in rows)
+    val_by_stage = {s: stage_examples(val_rows, (s,), raw_dir, candidates, prompt) for s in STAGE_IDS}
+    own_val = stage_examples(val_rows, plan.train_stages, raw_dir, candidates, prompt)
+    if not train_examples or not own_val:
+        raise SurgvqaError(f"{plan.name}: no training or validation rows for stages {plan.train_stages}")
+    hyper, hyper_source = size_hyper(len(train_examples), train, lora)
+
+    base = base_record(base_dir)
+    peft_model, processor = load_base(base, model)
+    quantization = quantization_record(model, next(peft_model.parameters()).device.type)
+    parent = read_lineage(plan.parent) if plan.parent else None
+    if parent:
+        _check_parent(parent, base, quantization)
+    if quantization["quantized"]:
+        from peft import prepare_model_for_kbit_training
+
+        peft_model = prepare_model_for_kbit_training(peft_model, use_gradient_checkpointing=False)
+    if plan.parent:
+        peft_model = continue_adapter(peft_model, plan.parent)
+    else:
+        peft_model = new_adapter(peft_model, lora, hyper.r, hyper.alpha, seed=train.seed)
+    trainable = check_trainable_is_lora(peft_model)
+
+    data_sha256 = sha256_file(splits_dir / "train.jsonl")
+    fingerprint = _fingerprint(plan, base, parent, data_sha256, raw_dir,
+                               {"model": model, "prompt": prompt, "lora": lora, "train": train})
+    ckpt_dir = checkpoint_root / plan.name
+    resume, resume_run = _resume_point(ckpt_dir, fingerprint)
+    parent_run = mlflow_tracking.find_adapter_run(tracking, parent) if parent else None
+    commit = git_commit()
+    tags = {"approach": plan.approach, "stage": str(plan.stage or "all"), "base_model": base["name"],
+            "base_model_hash": base["content_hash"], "quantized": str(quantization["quantized"]).lower(),
+            "quantization": quantization.get("method", "none"),
+            "parent_adapter": str(plan.parent) if plan.parent else "none",
+            "parent_adapter_sha256": parent["adapter_sha256"] if parent else "none",
+            "parent_run_id": (parent_run or f"not found in {tracking.uri}") if parent else "none",
+            "git_commit": str(commit["sha"]), "git_dirty": str(commit["dirty"]).lower()}
+    dtype = next(p for p in peft_model.parameters() if p.is_floating_point()).dtype
+    trainer = _finite_loss_trainer(plan)(
+        model=peft_model, args=_training_args(ckpt_dir, plan, hyper, train, dtype),
+        train_dataset=SFTDataset(train_examples, processor, hyper.max_length, prompt.system),
+        data_collator=Collator(processor.tokenizer.pad_token_id), callbacks=[mlflow_tracking.StepMetrics(), *callbacks])
+
+    def val_loss(examples: list[Example], what: str, step: int) -> float:
+        dataset = SFTDataset(examples, processor, hyper.max_length, prompt.system)
+        value = float(trainer.evaluate(eval_dataset=dataset, metric_key_prefix="val")["val_loss"])
+        check_finite(value, what, plan, step)
+        return value
+
+    with mlflow_tracking.start_run(tracking, plan.name.replace("/", "-"), tags, resume_run) as run:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / RUN_ID_FILE).write_text(run.info.run_id)
+        (ckpt_dir / FINGERPRINT_FILE).write_text(fingerprint)
+        if resume:  # the resumed run keeps its params; its tags say who finished it
+            mlflow_tracking.set_tags(tags | {"resumed_from": Path(resume).name})
+        else:
+            mlflow_tracking.log_params({
+                "approach": plan.approach, "stage": plan.stage or "all", "train_stages": list(plan.train_stages),
+                "learning_rate": plan.learning_rate, "train_rows": len(train_examples), "replay_rows": replayed,
+                "replay_stages": list(plan.replay_stages), "trainable_parameters": trainable,
+                "hyper": dataclasses.asdict(hyper), "hyper_source": hyper_source,
+                "train": vars(train) | {"tiers": "see params.yaml"}, "lora": vars(lora), "quantization": quantization})
+        continuity = _continuity(plan, parent, val_by_stage, val_loss, train.continuity_tolerance)
+        result = trainer.train(resume_from_checkpoint=resume)
+        by_stage = {str(s): val_loss(ex, f"the validation loss on stage {s}", result.global_step)
+                    for s, ex in val_by_stage.items() if ex}
+        own = val_loss(own_val, "the validation loss", result.global_step)
+        check_finite(float(result.training_loss), "the mean training loss", plan, result.global_step)
+        mlflow_tracking.log_metrics({"val_loss": own, "final_train_loss": float(result.training_loss),
+                                     **{f"val_loss_stage_{s}": v for s, v in by_stage.items()}},
+                                    step=result.global_step)
+
+        if plan.out_dir.exists():
+            shutil.rmtree(plan.out_dir)
+        peft_model.peft_config["default"].base_model_name_or_path = base["source"]
+        peft_model.save_pretrained(str(plan.out_dir), safe_serialization=True)
+        adapter_sha256 = sha256_file(plan.out_dir / ADAPTER_WEIGHTS)
+        record = {
+            "approach": plan.approach, "stage": plan.stage, "train_stages": list(plan.train_stages),
+            "base": {k: base[k] for k in ("name", "source", "revision", "content_hash", "dtype", "kind")},
+            "base_dir": str(base_dir), "quantization": quantization,
+            "parent": None if not parent else {"path": str(plan.parent), "adapter_sha256": parent["adapter_sha256"]},
+            "data": {"train_file": str(splits_dir / "train.jsonl"), "sha256": data_sha256,
+                     "rows": len(train_examples), "replay_rows": replayed, "replay_stages": list(plan.replay_stages),
+                     "replay_share": plan.replay_share},
+            "params": {"learning_rate": plan.learning_rate, "hyper": dataclasses.asdict(hyper),
+                       "hyper_source": hyper_source, "lora_dropout": lora.dropout,
+                       "target_modules": lora.target_modules, "seed": train.seed, "prompt_template": prompt.template},
+            "adapter_sha256": adapter_sha256, "trainable_parameters": trainable, "global_step": result.global_step,
+            "val_loss": own, "val_loss_by_stage": by_stage, "continuity": continuity,
+        }
+        write_lineage(plan.out_dir, record)
+        mlflow_tracking.set_tags({"adapter_sha256": adapter_sha256})  # how an adapter finds its run again
+        mlflow_tracking.log_dir(plan.out_dir, "adapter")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    facts = {"mlflow_run_id": run.info.run_id, "final_train_loss": float(result.training_loss),
+             "resumed_from": Path(resume).name if resume else None, "git_commit": commit}
+    return {"lineage": record, "run": facts}
+
+
+def _continuity(plan: StagePlan, parent: dict | None, val_by_stage: dict, val_loss, tolerance: float) -> dict | None:
+    """Curriculum stage N>1: the first validation loss on stage N-1's data against stage N-1's final one. A jump
+    beyond `tolerance` means the adapter was not continued as trained; verify-adapter fails on it."""
+    from surgvqa import tracking as mlflow_tracking
+
+    if parent is None:
+        return None
+    previous = plan.train_stages[0] - 1
+    start = val_loss(val_by_stage[previous], f"the starting validation loss on stage {previous}", 0)
+    parent_final = parent["val_loss_by_stage"][str(previous)]
+    change = (start - parent_final) / parent_final if parent_final else 0.0
+    mlflow_tracking.log_metrics({"continuity_start_val_loss": start, "continuity_parent_val_loss": parent_final,
+                                 "continuity_relative_change": change}, step=0)
+    within = abs(change) <= tolerance
+    if not within:
+        print(f"train {plan.name}: validation loss on stage {previous} moved {change:+.1%} between the parent's end "
+              f"and this stage's start, beyond train.continuity_tolerance {tolerance:.0%}: verify-adapter will fail")
+    return {"stage": previous, "start_val_loss": start, "parent_val_loss": parent_final, "relative_change": change,
+            "tolerance": tolerance, "within_tolerance": within}
+
+
+def run(approach: str, stage: int | None, splits_dir: Path, raw_dir: Path, base_dir: Path, models_dir: Path,
+        checkpoint_root: Path, model: ModelParams, prompt: PromptParams, lora: LoraParams, train: TrainParams,
+        tracking: TrackingParams) -> dict:
+    """The stage: plan the approach's training stage and train it."""
+    plan = plan_stage(approach, stage, train, models_dir)
+    result = train_stage(plan, splits_dir, raw_dir, base_dir, checkpoint_root, model=model, prompt=prompt,
+                         lora=lora, train=train, tracking=tracking)
+    return result | {"plan": plan}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m surgvqa.train.train` (dvc.yaml) and `surgvqa train`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--approach", required=True, choices=APPROACHES)
+    parser.add_argument("--stage", type=int, choices=STAGE_IDS, help="the clinical stage (sequential and curriculum)")
+    parser.add_argument("--splits", type=Path, default=Path("data/split"))
+    parser.add_argument("--raw", type=Path, default=RAW_DIR, help=f"raw layout (default: {RAW_DIR})")
+    parser.add_argument("--base", type=Path, default=Path("models/base"))
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("models/.checkpoints"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, approach=args.approach, stage=args.stage, splits_dir=args.splits,
+                      raw_dir=args.raw, base_dir=args.base, models_dir=args.models, checkpoint_root=args.checkpoints)
+
+
+def _summary(result: dict) -> None:
+    lineage, facts, plan = result["lineage"], result["run"], result["plan"]
+    print(f"train {plan.name}: {lineage['global_step']} steps, train loss {facts['final_train_loss']:.4f}, val loss "
+          f"{lineage['val_loss']:.4f}, by stage {lineage['val_loss_by_stage']} -> {plan.out_dir} "
+          f"(MLflow run {facts['mlflow_run_id']})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
