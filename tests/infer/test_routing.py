@@ -16,3 +16,15 @@ def test_route_uses_the_categorizer_table_and_categorizes_unseen_questions(tmp_p
     assert stages == {"Is there text?": 2, "Have all polyps been removed?": 3}
     with pytest.raises(SurgvqaError, match="dvc repro categorize"):
         read_stage_table(tmp_path / "missing.csv")
+
+
+def test_an_unseen_question_whose_llm_reply_names_no_stage_fails_routing(tmp_path):
+    import dataclasses
+
+    from tests.tiny_models import build_tiny_causal_lm
+
+    model_dir = build_tiny_causal_lm(tmp_path / "no-digits", ["Is the scope clean?"], digits=False)
+    categorize = section("categorize")
+    llm = dataclasses.replace(categorize.llm, model=str(model_dir), max_new_tokens=3, max_unparsed_fraction=0.0)
+    with pytest.raises(SurgvqaError, match="1 of 1 LLM replies name no stage .* missing from question_stages.csv"):
+        route(["Is the scope clean?"], {}, dataclasses.replace(categorize, backend="llm", llm=llm))

@@ -50,6 +50,18 @@ def assign_stages(unique_questions: list[str], categorize: CategorizeParams) -> 
             for q, s, parsed, reply in decided]
 
 
+def check_unparsed(assignments: list[dict], categorize: CategorizeParams, where: str) -> None:
+    """Fail when more replies than `categorize.llm.max_unparsed_fraction` named no stage (the keyword backend
+    always parses); used by this stage and by routing of questions it never saw."""
+    unparsed = [a["question"] for a in assignments if not a["parsed"]]
+    limit = categorize.llm.max_unparsed_fraction
+    if len(unparsed) > limit * len(assignments):
+        raise SurgvqaError(
+            f"categorize: {len(unparsed)} of {len(assignments)} LLM replies name no stage (above "
+            f"categorize.llm.max_unparsed_fraction {limit:.0%}), e.g. {unparsed[0]!r}; {where}. Fix "
+            "categorize.llm.prompt or the model, or use the keyword backend.")
+
+
 def to_inline(rows: list[dict], stage_of: dict[str, int]) -> list[dict]:
     """Group QA rows per image into the inline format: `Stage-N: question` lines in stage order + answers."""
     by_image: dict[str, list[dict]] = {}
@@ -106,14 +118,7 @@ def run(qa_path: Path, out_dir: Path, report_path: Path, categorize: CategorizeP
     if categorize.backend == "llm":
         report["max_unparsed_fraction"] = categorize.llm.max_unparsed_fraction
     write_json(Path(report_path), report)
-    limit = categorize.llm.max_unparsed_fraction
-    if categorize.backend == "llm" and report["unparsed_replies"] > limit * report["unique_questions"]:
-        unparsed = [a["question"] for a in assignments if not a["parsed"]]
-        raise SurgvqaError(
-            f"categorize: {report['unparsed_replies']} of {report['unique_questions']} LLM replies name no stage "
-            f"(above categorize.llm.max_unparsed_fraction {limit:.0%}), e.g. {unparsed[0]!r}; their raw replies "
-            f"are in {out_dir / 'question_stages.csv'}. Fix categorize.llm.prompt or the model, or use the keyword "
-            "backend.")
+    check_unparsed(assignments, categorize, f"their raw replies are in {out_dir / 'question_stages.csv'}")
     return report
 
 

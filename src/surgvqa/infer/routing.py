@@ -24,15 +24,11 @@ def read_stage_table(path: Path) -> dict[str, int]:
 
 def route(questions: list[str], table: dict[str, int], categorize: CategorizeParams) -> dict[str, int]:
     """The stage of every question: from the table, else from the categorizer (the function training used)."""
-    from surgvqa.data.categorize import assign_stages
+    from surgvqa.data.categorize import assign_stages, check_unparsed
 
     unseen = [q for q in dict.fromkeys(questions) if q not in table]
     assigned = assign_stages(unseen, categorize) if unseen else []
-    unparsed = [a["question"] for a in assigned if not a["parsed"]]
-    if len(unparsed) > categorize.llm.max_unparsed_fraction * len(unseen):  # the rule the categorize stage applies
-        raise SurgvqaError(f"{len(unparsed)} of {len(unseen)} questions missing from question_stages.csv got an LLM "
-                           f"reply that names no stage (e.g. {unparsed[0]!r}), above "
-                           "categorize.llm.max_unparsed_fraction")
+    check_unparsed(assigned, categorize, "they are test questions missing from question_stages.csv")
     fresh = {a["question"]: a["stage"] for a in assigned}
     stages = {q: table.get(q, fresh.get(q)) for q in questions}
     odd = sorted({f"{q!r}: {s}" for q, s in stages.items() if s not in STAGE_IDS})

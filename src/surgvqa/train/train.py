@@ -224,7 +224,6 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
         by_stage = {str(s): val_loss(ex, f"the validation loss on stage {s}", result.global_step)
                     for s, ex in val_by_stage.items() if ex}
         own = val_loss(own_val, "the validation loss", result.global_step)
-        check_finite(float(result.training_loss), "the mean training loss", plan, result.global_step)
         mlflow_tracking.log_metrics({"val_loss": own, "final_train_loss": float(result.training_loss),
                                      **{f"val_loss_stage_{s}": v for s, v in by_stage.items()}},
                                     step=result.global_step)
