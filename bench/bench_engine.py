@@ -42,7 +42,7 @@ def main() -> int:
     from surgvqa.evaluate.evaluate import approach_adapters
     from surgvqa.data.raw import RAW_DIR
     from surgvqa.infer.constrained import build_tries
-    from surgvqa.infer.engine import Answerer, Item, answer_items
+    from surgvqa.infer.engine import AdapterModels, Answerer, Item, answer_items
     from surgvqa.infer.generate import load_adapters
     from surgvqa.infer.reference import load_separate, reference_answers
     from surgvqa.infer.routing import read_stage_table, route
@@ -78,14 +78,15 @@ def main() -> int:
         # whichever side runs first; both sides answer the warm-up image, untimed, on throwaway models.
         warm = [it for it in items if it.img_id == items[0].img_id]
         model, processor = load_base(base_record(models_dir / "base"), params.model)
-        answerer = Answerer(load_adapters(model, dirs), processor, choices,
+        answerer = Answerer(AdapterModels(load_adapters(model, dirs)), processor, choices,
                             build_tries(processor.tokenizer, choices), candidate_sets(train_rows))
         answer_items(answerer, warm, adapter_of_stage, args.mode, params.evaluate, params.prompt, desc="warm-up")
         reference_answers(load_separate(models_dir / "base", dirs, params.model), answerer, warm, adapter_of_stage,
                           args.mode, params.evaluate, params.prompt)
     t0 = time.perf_counter()
     base_model, processor = load_base(base_record(models_dir / "base"), params.model)
-    answerer = Answerer(load_adapters(base_model, dirs), processor, choices, build_tries(processor.tokenizer, choices),
+    answerer = Answerer(AdapterModels(load_adapters(base_model, dirs)), processor, choices,
+                        build_tries(processor.tokenizer, choices),
                         candidate_sets(train_rows))
     t1 = time.perf_counter()
     engine = answer_items(answerer, items, adapter_of_stage, args.mode, params.evaluate, params.prompt, desc="engine")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, make sure data/raw exists (pull it from the DVC remote if one is
-# configured, else generate the embedded sample), then run the whole pipeline with `dvc repro`.
+# configured, else generate the embedded sample), then run the whole pipeline with `dvc repro`, and fail when
+# the release gate failed.
 # Extra arguments go to `dvc repro` (for example a stage name, or --force).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,3 +12,5 @@ export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1
 surgvqa params check   # every section at once, before any stage runs
 surgvqa data ensure
 dvc repro "$@"
+# A failed gate never passes for a pass: the job fails here, naming the failed checks (reports/gate.json).
+if [ -f reports/gate.json ]; then surgvqa check-gate; fi

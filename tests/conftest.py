@@ -55,4 +55,4 @@ def repo() -> Path:
     return REPO
 
 
-from tests.model_fixtures import tiny_adapters, tiny_project  # noqa: E402,F401 - session fixtures for model tests
+from tests.model_fixtures import tiny_adapters, tiny_project, tiny_release  # noqa: E402,F401 - session fixtures

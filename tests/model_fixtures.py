@@ -61,3 +61,26 @@ def tiny_adapters(tiny_project) -> Path:
         train.run(approach, stage, project["splits"], project["raw"], project["base"], models, models / ".checkpoints",
                   **sections(project["params"], train.run))
     return models
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tiny_project, tiny_adapters) -> dict:
+    """The baseline released from the tiny adapters: merged (float32), its unmerged adapters evaluated in the
+    release's mode, and the merged candidate evaluated beside them. {'merged', 'release', 'eval', 'params', ...}"""
+    from surgvqa.evaluate import evaluate
+    from surgvqa.params.release import ReleaseParams
+    from surgvqa.release import evaluate_merged, merge
+
+    project, root = tiny_project, tiny_project["root"]
+    params = dataclasses.replace(project["params"], release=ReleaseParams("baseline", "independent"),
+                                 evaluate=dataclasses.replace(project["params"].evaluate, modes=["independent"]))
+    stage_table = root / "categorized" / "question_stages.csv"
+    merged = root / "release" / "merged"
+    merge.run(tiny_adapters, project["splits"], stage_table, merged, **sections(params, merge.run))
+    evaluate.run("baseline", tiny_adapters, project["splits"], project["raw"], stage_table,
+                 root / "release" / "eval" / "baseline", **sections(params, evaluate.run))
+    evaluate_merged.run(merged, tiny_adapters, project["splits"], project["raw"], root / "release" / "eval",
+                        root / "release" / "reports", **sections(params, evaluate_merged.run))
+    return {"merged": merged, "release": root / "release" / "reports", "eval": root / "release" / "eval",
+            "models": tiny_adapters, "stage_table": stage_table, "params": params, **{
+                k: project[k] for k in ("root", "raw", "splits")}}

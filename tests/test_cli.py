@@ -16,9 +16,13 @@ from tests.conftest import jpeg_bytes, write_raw
 BIN = str(Path(sys.executable).parent)  # where `surgvqa` and `dvc` are installed
 
 
-def _sh(args, cwd):
+def _run(args, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def _sh(args, cwd):
+    done = _run(args, cwd)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -39,7 +43,7 @@ def test_wrong_params_key_fails_before_any_work(tmp_path, capsys):
 
 def test_params_check_loads_every_section(tmp_path, repo, capsys):
     assert main(["--params", str(repo / "params.yaml"), "params", "check"]) == 0
-    assert "complete and valid (13 sections)" in capsys.readouterr().out
+    assert "complete and valid (17 sections)" in capsys.readouterr().out
     (tmp_path / "params.yaml").write_text("sample:\n  images: 3\n  seed: 1\n")
     assert main(["--params", str(tmp_path / "params.yaml"), "params", "check"]) == 1
     assert "ingest: missing" in capsys.readouterr().err
@@ -154,20 +158,37 @@ def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp
     assert parent["curriculum-stage_2"] == ids["curriculum-stage_1"] and parent["curriculum-stage_1"] == "none"
     assert all(parent[f"sequential-stage_{s}"] == "none" for s in (1, 2, 3)) and parent["baseline"] == "none"
 
+    # The release: the merged candidate answers as its adapters did, and the gate's verdict is what `check-gate`
+    # and `promote` act on (two training steps may or may not clear the floors; either way nothing lies).
+    evaluation = json.loads((tmp_path / "reports" / "release" / "evaluation.json").read_text())
+    assert evaluation["fidelity"]["ties"] == 1.0 and evaluation["candidate"]["approach"] == "sequential"
+    gate = json.loads((tmp_path / "reports" / "gate.json").read_text())
+    assert gate["passed"] == all(c["passed"] for c in gate["checks"]) and len(gate["checks"]) >= 14
+    check = _run(["surgvqa", "check-gate"], tmp_path)
+    assert (check.returncode == 0) == gate["passed"], check.stdout + check.stderr
+    promoted = _run(["surgvqa", "promote"], tmp_path)
+    assert (promoted.returncode == 0) == gate["passed"], promoted.stdout + promoted.stderr
+    aliases = client.get_registered_model("surgvqa-kvasir-vqa").aliases
+    assert aliases.get("challenger") is not None and (aliases.get("champion") is not None) == gate["passed"]
+
     # DVC reruns exactly what changed: a params key, a code file, a section's schema; each probe is undone after.
     assert _changed_stages(tmp_path) == {}
     train_stages = {f"train_{a}@{s}" for a in ("sequential", "curriculum") for s in (1, 2, 3)} | {"train_baseline"}
     with _edited(tmp_path / "params.yaml", "dropout: 0.05", "dropout: 0.1"):
         assert set(_changed_stages(tmp_path)) == train_stages
     with _edited(tmp_path / "src/surgvqa/model/prompts.py", '"count": "count"', '"count": "number"'):
-        assert set(_changed_stages(tmp_path)) == {"base", *train_stages, *(f"evaluate@{a}" for a in APPROACHES)}
+        assert set(_changed_stages(tmp_path)) == {"base", *train_stages, *(f"evaluate@{a}" for a in APPROACHES),
+                                                  "merge", "evaluate_merged"}
     with _edited(tmp_path / "src/surgvqa/params/evaluate.py", "bootstrap_samples < 100", "bootstrap_samples < 99"):
-        assert set(_changed_stages(tmp_path)) == {*(f"evaluate@{a}" for a in APPROACHES), "compare"}
+        assert set(_changed_stages(tmp_path)) == {*(f"evaluate@{a}" for a in APPROACHES), "compare", "merge",
+                                                  "evaluate_merged"}
+    with _edited(tmp_path / "params.yaml", "min_items: 200", "min_items: 100"):
+        assert set(_changed_stages(tmp_path)) == {"gate"}
     assert _changed_stages(tmp_path) == {}
 
     # Same inputs, same bytes: forced reruns of the base, a continued adapter and an evaluation change nothing.
     lock = (tmp_path / "dvc.lock").read_text()
-    for stage in ("base", "train_curriculum@2", "evaluate@baseline"):
+    for stage in ("base", "train_curriculum@2", "evaluate@baseline", "merge"):
         _sh([sys.executable, "-m", "dvc", "repro", "-q", "-f", "-s", stage], tmp_path)
     assert (tmp_path / "dvc.lock").read_text() == lock and _changed_stages(tmp_path) == {}
 

@@ -27,7 +27,12 @@ STAGE_COMMANDS = {
     "verify-adapter": "surgvqa.train.verify",
     "evaluate": "surgvqa.evaluate.evaluate",
     "compare": "surgvqa.evaluate.compare",
+    "merge": "surgvqa.release.merge",
+    "evaluate-merged": "surgvqa.release.evaluate_merged",
+    "gate": "surgvqa.release.gate",
     "sanity-overfit": "surgvqa.train.sanity",
+    "promote": "surgvqa.release.promote",  # registry commands, after `dvc repro` (they change shared state)
+    "rollback": "surgvqa.release.rollback",
 }
 
 
@@ -78,6 +83,14 @@ def _cmd_ensure(args) -> None:
     _cmd_sample(argparse.Namespace(images=None, seed=None, out=None, params=args.params))
 
 
+def _cmd_check_gate(args) -> None:
+    from surgvqa.release.gate import table, verdict
+
+    report = verdict(Path(args.gate), Path(args.merged), Path(args.test))
+    print(table(report))
+    print(f"gate PASSED for candidate {report['candidate']['merged_sha256'][:12]}: `surgvqa promote` may register it")
+
+
 def _cmd_params_check(args) -> None:
     from surgvqa.params.schema import load_params
 
@@ -105,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = data.add_parser("ensure", help="make sure the raw data exists: pull it from a DVC remote, else generate "
                         "the sample")
     s.set_defaults(func=_cmd_ensure)
+    s = sub.add_parser("check-gate", help="exit non-zero unless reports/gate.json passed for the candidate on disk")
+    s.add_argument("--gate", default="reports/gate.json")
+    s.add_argument("--merged", default="models/merged")
+    s.add_argument("--test", default="data/split/test.jsonl")
+    s.set_defaults(func=_cmd_check_gate)
     s = sub.add_parser("params", help="check params.yaml").add_subparsers(dest="params_command", required=True)
     s.add_parser("check", help="load every section: a missing, unknown or invalid key is an error").set_defaults(
         func=_cmd_params_check)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from surgvqa.infer import engine
-from surgvqa.infer.engine import Answerer, Item, answer_items, context_prompt
+from surgvqa.infer.engine import AdapterModels, Answerer, Item, answer_items, context_prompt
 from tests.conftest import section
 
 Q1, Q1B, Q2, Q3 = ("Is there text?", "What type of procedure is the image taken from?",
@@ -47,7 +47,7 @@ def _items():
 def test_each_stage_goes_to_its_adapter_and_sees_only_its_images_earlier_answers(recorder):
     eval_params = section("evaluate", decoding="free")
     prompt_params = section("prompt", template="{question}", candidates_template="{candidates}")
-    answerer = Answerer(recorder, None, {}, {}, {})
+    answerer = Answerer(AdapterModels(recorder), None, {}, {}, {})
     preds = answer_items(answerer, _items(), {1: "s1", 2: "s2", 3: "s3"}, "context", eval_params, prompt_params)
     by_q = {(img, p.splitlines()[-1]): (adapter, p) for adapter, img, p in recorder.calls}
     assert [c[0] for c in recorder.calls] == ["s1", "s1", "s1", "s2", "s3", "s3"]  # stage order, routed adapters
@@ -61,7 +61,7 @@ def test_each_stage_goes_to_its_adapter_and_sees_only_its_images_earlier_answers
 
 
 def test_independent_mode_passes_no_context(recorder):
-    answerer = Answerer(recorder, None, {}, {}, {})
+    answerer = Answerer(AdapterModels(recorder), None, {}, {}, {})
     prompt_params = section("prompt", template="{question}", candidates_template="{candidates}")
     answer_items(answerer, _items(), {1: "x", 2: "x", 3: "x"}, "independent", section("evaluate", decoding="free"),
                  prompt_params)
@@ -102,7 +102,8 @@ def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decod
     dirs, adapter_of_stage = approach_adapters(approach, tiny_adapters)
     model, processor = load_base(base_record(tiny_adapters / "base"), params.model)
     choices = answer_choices(train)
-    answerer = Answerer(load_adapters(model, dirs), processor, choices, build_tries(processor.tokenizer, choices),
+    answerer = Answerer(AdapterModels(load_adapters(model, dirs)), processor, choices,
+                        build_tries(processor.tokenizer, choices),
                         candidate_sets(train))
     fast = answer_items(answerer, items, adapter_of_stage, mode, params.evaluate, params.prompt)
     slow = reference_answers(load_separate(tiny_adapters / "base", dirs, params.model), answerer, items,

@@ -86,44 +86,54 @@ def flat_metrics(summary: dict, mode: str) -> dict[str, float | None]:
     return out | {f"{prefix}strict_overall_ci_low": lo, f"{prefix}strict_overall_ci_high": hi}
 
 
+def load_test_items(splits_dir: Path, raw_dir: Path, stage_table: dict[str, int], categorize: CategorizeParams):
+    """(training rows, test items routed by the categorizer's table, gold answers) of the split folder."""
+    from surgvqa.infer.engine import Item
+    from surgvqa.infer.routing import route
+    from surgvqa.model.sft import image_of
+
+    train_rows, test_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "test.jsonl")
+    if not test_rows:
+        raise SurgvqaError(f"{splits_dir / 'test.jsonl'} has no rows: check split.test in params.yaml")
+    stage_of = route([r["question"] for r in test_rows], stage_table, categorize)
+    items = [Item(r["img_id"], image_of(raw_dir, r["img_id"]), r["question"], stage_of[r["question"]])
+             for r in test_rows]
+    return train_rows, items, [r["answer"] for r in test_rows]
+
+
 def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_table: Path, out_dir: Path,
         model: ModelParams, prompt: PromptParams, categorize: CategorizeParams, evaluate: EvalParams,
         tracking: TrackingParams) -> dict:
     """The stage: answer the test split in every configured mode, score it, write the reports and the MLflow run."""
     from surgvqa.evaluate.plots import stage_bars
-    from surgvqa.infer.constrained import build_tries
-    from surgvqa.infer.engine import Answerer, Item, answer_items
+    from surgvqa.infer.engine import AdapterModels, answer_items, make_answerer
     from surgvqa.infer.generate import load_adapters
-    from surgvqa.infer.routing import read_stage_table, route
+    from surgvqa.infer.routing import read_stage_table
+    from surgvqa.model.lineage import sha256_file
     from surgvqa.model.load import base_record, load_base
     from surgvqa.model.prompts import answer_choices, candidate_sets
-    from surgvqa.model.sft import image_of
 
-    train_rows, test_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "test.jsonl")
     dirs, adapter_of_stage = approach_adapters(approach, models_dir)
     missing = [str(d) for d in dirs.values() if not (d / ADAPTER_WEIGHTS).is_file()]
     if missing:
         raise SurgvqaError(f"adapters missing: {', '.join(missing)}; train them first (dvc repro)")
-    if not test_rows:
-        raise SurgvqaError(f"{splits_dir / 'test.jsonl'} has no rows: check split.test in params.yaml")
-    stage_of = route([r["question"] for r in test_rows], read_stage_table(stage_table), categorize)
-    items = [Item(r["img_id"], image_of(raw_dir, r["img_id"]), r["question"], stage_of[r["question"]])
-             for r in test_rows]
-    answers = [r["answer"] for r in test_rows]
+    train_rows, items, answers = load_test_items(splits_dir, raw_dir, read_stage_table(stage_table), categorize)
 
     base_model, processor = load_base(base_record(models_dir / "base"), model)
     peft_model = load_adapters(base_model, dirs)
     choices = answer_choices(train_rows)
-    answerer = Answerer(peft_model, processor, choices, build_tries(processor.tokenizer, choices),
-                        candidate_sets(train_rows))
+    answerer = make_answerer(AdapterModels(peft_model), processor, choices, candidate_sets(train_rows))
     majority = majority_answers(train_rows)
 
     scored: dict[str, list[dict]] = {}
     for mode in evaluate.modes:
         preds = answer_items(answerer, items, adapter_of_stage, mode, evaluate, prompt, desc=f"{approach} {mode}")
         scored[mode] = score_rows(items, preds, answers, majority, mode, adapter_of_stage, evaluate)
+    # What was answered, so a later comparison (merge fidelity) can refuse predictions of other adapters or data.
     report = {"approach": approach, "decoding": evaluate.decoding, "primary_mode": evaluate.modes[0],
               "items": len(items), "confidence": evaluate.confidence,
+              "adapter_sha256": {name: sha256_file(d / ADAPTER_WEIGHTS) for name, d in dirs.items()},
+              "test_sha256": sha256_file(splits_dir / "test.jsonl"),
               "candidate_ceiling": candidate_ceiling(items, answers, choices, evaluate),
               "modes": {m: summarise(rows, evaluate) for m, rows in scored.items()}}
     if approach == "curriculum":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -41,21 +41,59 @@ class Item:
     stage: int
 
 
+class AdapterModels:
+    """One base model with the approach's adapters loaded by name (base + adapters): `use` switches adapter.
+
+    The image cache is shared by every adapter: LoRA sits in the language model only, so the vision features
+    do not depend on which adapter is active."""
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+        self.images = ImageCache()
+
+    def use(self, name: str):
+        """The model answering as adapter `name`, and its image cache."""
+        self.peft_model.set_adapter(name)
+        return self.peft_model, self.images
+
+
+class MergedModels:
+    """Merged models by name (a released candidate: one per stage, or one for all): `use` picks one.
+
+    Each model has its own image cache: they are separate copies, so nothing assumes their vision towers agree."""
+
+    def __init__(self, models: dict[str, object]):
+        self.models = models
+        self.images = {name: ImageCache() for name in models}
+
+    def use(self, name: str):
+        """The merged model `name`, and its image cache."""
+        return self.models[name], self.images[name]
+
+
 @dataclass(frozen=True)
 class Answerer:
-    """What the engine needs to answer: the model with adapters, its processor and the closed-set candidates."""
+    """What the engine needs to answer: the models (base + adapters, or merged ones), the processor and the
+    closed-set candidates."""
 
-    model: object
+    models: AdapterModels | MergedModels
     processor: object
     choices: dict[str, list[str]]  # catalogue question -> whole candidate answers, from the training split
     tries: dict[str, CandidateTrie]  # catalogue question -> prefix tree of those answers' token ids
     prompt_candidates: dict[str, list[str]]  # catalogue question -> values listed in the prompt (as in training)
-    images: ImageCache = field(default_factory=ImageCache)  # vision features, shared by every adapter
 
     def closed_set(self, question: str, decoding: str) -> str | None:
         """The catalogue key under which a question decodes constrained, or None when it generates freely."""
         key = canonical_question(question)
         return key if decoding != "free" and key in self.tries else None
+
+
+def make_answerer(models: AdapterModels | MergedModels, processor, choices: dict[str, list[str]],
+                  prompt_candidates: dict[str, list[str]]) -> Answerer:
+    """An Answerer whose closed-set questions decode inside prefix trees of `choices` (the training answers)."""
+    from surgvqa.infer.constrained import build_tries
+
+    return Answerer(models, processor, choices, build_tries(processor.tokenizer, choices), prompt_candidates)
 
 
 def context_prompt(prompt: str, context: list[tuple[str, str]], eval_params: EvalParams) -> str:
@@ -96,16 +134,16 @@ def _image_batches(jobs: list[tuple[int, Item, str]], size: int):
         yield batch
 
 
-def _answer_group(answerer: Answerer, jobs: list[tuple[int, Item, str]], eval_params: EvalParams,
-                  system: str | None, out: dict[int, str], bar) -> None:
-    """Answer jobs (index, item, prompt) that share an adapter, batch by batch, by the decoding rule of each."""
+def _answer_group(answerer: Answerer, model, images: ImageCache, jobs: list[tuple[int, Item, str]],
+                  eval_params: EvalParams, system: str | None, out: dict[int, str], bar) -> None:
+    """Answer jobs (index, item, prompt) that share a model, batch by batch, by the decoding rule of each."""
     closed = [j for j in jobs if answerer.closed_set(j[1].question, eval_params.decoding)]
     free = [j for j in jobs if not answerer.closed_set(j[1].question, eval_params.decoding)]
     if eval_params.decoding == "constrained":
         for batch in _image_batches(closed, eval_params.batch_size):
             tries = [answerer.tries[answerer.closed_set(it.question, "constrained")] for _, it, _ in batch]
-            answers = decode_constrained(answerer.model, answerer.processor, [(it.image, p) for _, it, p in batch],
-                                         system, tries, answerer.images)
+            answers = decode_constrained(model, answerer.processor, [(it.image, p) for _, it, p in batch],
+                                         system, tries, images)
             out.update({i: ans for (i, _, _), ans in zip(batch, answers)})
             bar.update(len(batch))
     elif eval_params.decoding == "score":
@@ -113,8 +151,8 @@ def _answer_group(answerer: Answerer, jobs: list[tuple[int, Item, str]], eval_pa
         pairs = [(i, it, p, c) for i, it, p in closed for c in options[i]]
         scores: dict[int, list[tuple[float, str]]] = defaultdict(list)
         for batch in _batches(pairs, eval_params.batch_size):
-            values = score_candidates(answerer.model, answerer.processor, [(it.image, p, c) for _, it, p, c in batch],
-                                      system, eval_params.max_length, answerer.images)
+            values = score_candidates(model, answerer.processor, [(it.image, p, c) for _, it, p, c in batch],
+                                      system, eval_params.max_length, images)
             for (i, _, _, c), v in zip(batch, values):
                 scores[i].append((v, c))
             done = [i for i, _, _, _ in batch if len(scores[i]) == len(options[i])]
@@ -123,14 +161,16 @@ def _answer_group(answerer: Answerer, jobs: list[tuple[int, Item, str]], eval_pa
         out.update({i: max(s, key=lambda vc: vc[0])[1] for i, s in scores.items()})
     for batch in _batches(free, eval_params.batch_size):
         out.update({i: ans for (i, _, _), ans in zip(batch, generate_batch(
-            answerer.model, answerer.processor, [(it.image, p) for _, it, p in batch], system,
-            eval_params.open_max_new_tokens, answerer.images))})
+            model, answerer.processor, [(it.image, p) for _, it, p in batch], system,
+            eval_params.open_max_new_tokens, images))})
         bar.update(len(batch))
 
 
 def answer_items(answerer: Answerer, items: list[Item], adapter_of_stage: dict[int, str], mode: str,
                  eval_params: EvalParams, prompt_params: PromptParams, desc: str = "answering") -> list[str]:
-    """Predictions for items, in their order; context mode passes each image's earlier predictions on."""
+    """Predictions for items, in their order; context mode passes each image's earlier predictions on.
+
+    `adapter_of_stage` names the adapter (or merged model) of `answerer.models` that answers each stage."""
     import torch
 
     if mode not in EVAL_MODES:
@@ -149,7 +189,7 @@ def answer_items(answerer: Answerer, items: list[Item], adapter_of_stage: dict[i
                            ] if mode == "context" else []
                 prompt = render_prompt(it.question, answerer.prompt_candidates, prompt_params)
                 groups[adapter_of_stage[stage]].append((i, it, context_prompt(prompt, context, eval_params)))
-            for adapter, jobs in groups.items():
-                answerer.model.set_adapter(adapter)
-                _answer_group(answerer, jobs, eval_params, prompt_params.system, preds, bar)
+            for name, jobs in groups.items():
+                model, images = answerer.models.use(name)
+                _answer_group(answerer, model, images, jobs, eval_params, prompt_params.system, preds, bar)
     return [preds[i] for i in range(len(items))]

@@ -68,7 +68,7 @@ def score_one(model, processor, image: Path, prompt: str, candidate: str, system
 def reference_answers(models: dict[str, object], answerer: Answerer, items: list[Item],
                       adapter_of_stage: dict[int, str], mode: str, eval_params: EvalParams,
                       prompt_params: PromptParams) -> list[str]:
-    """Answer items one by one, image by image, stage by stage; `answerer.model` is not used, `models` are."""
+    """Answer items one by one, image by image, stage by stage; `answerer.models` is not used, `models` are."""
     import torch
 
     by_image: dict[str, list[int]] = defaultdict(list)

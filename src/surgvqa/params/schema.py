@@ -9,10 +9,14 @@ from pathlib import Path
 from surgvqa.params.categorize import CategorizeParams
 from surgvqa.params.convert import ConvertParams
 from surgvqa.params.evaluate import EvalParams
+from surgvqa.params.gate import GateParams
 from surgvqa.params.ingest import IngestParams
 from surgvqa.params.lora import LoraParams
+from surgvqa.params.merge import MergeParams
 from surgvqa.params.model import ModelParams
+from surgvqa.params.promote import PromoteParams
 from surgvqa.params.prompt import PromptParams
+from surgvqa.params.release import ReleaseParams
 from surgvqa.params.sample import SampleParams
 from surgvqa.params.sanity import SanityParams
 from surgvqa.params.split import SplitParams
@@ -38,6 +42,10 @@ class Params:
     train: TrainParams
     sanity: SanityParams
     evaluate: EvalParams
+    release: ReleaseParams
+    merge: MergeParams
+    gate: GateParams
+    promote: PromoteParams
     tracking: TrackingParams
 
 

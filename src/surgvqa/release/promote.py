@@ -1,0 +1,209 @@
+"""`surgvqa promote`: register the merged candidate in the MLflow registry and move `champion` only past the gate.
+
+A command after `dvc repro`, not a stage: it changes shared state (the registry). It:
+1. refuses a gate report made for another merged model or test split than the ones on disk;
+2. registers the candidate as a version of `promote.registered_model` (once: a rerun finds it by its
+   merged-model hash), as a pyfunc model around the merged folder, with the candidate's predictions, evaluation
+   and gate report as run artifacts, and tags: lineage, every gate result, merged-model and test-split hashes,
+   git commit;
+3. compares it with the current champion on the same test items (paired wins/ties/losses, exact McNemar, and
+   no stage dropping more than `promote.max_stage_drop`); a champion evaluated on another test split is not
+   comparable, and that fails closed;
+4. sets `challenger` on the version, and moves `champion` only when the gate and the comparison both passed for
+   this very candidate; otherwise exits non-zero with champion where it was. Each attempt is recorded in the
+   registered model's history tags; the result goes to reports/promotion.json and the version's tags.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from surgvqa import entry
+from surgvqa.errors import SurgvqaError
+from surgvqa.io import read_json, read_jsonl, write_json
+from surgvqa.model.lineage import LINEAGE_FILE, git_commit, sha256_file
+from surgvqa.names import STAGE_IDS
+from surgvqa.params.promote import PromoteParams
+from surgvqa.params.tracking import TrackingParams
+from surgvqa.release import registry
+from surgvqa.release.files import EVALUATION, PREDICTIONS, read_manifest
+
+RUN_ARTIFACTS = "release"  # the release run's folder holding predictions.jsonl, evaluation.json, gate.json
+
+
+def compare_with_champion(candidate_rows: list[dict], champion_rows: list[dict], max_stage_drop: float) -> dict:
+    """The candidate against the champion on the same items: passes when wins >= losses and no stage's strict
+    accuracy drops by more than `max_stage_drop`."""
+    from surgvqa.evaluate.stats import accuracy, paired
+
+    def key(r):
+        return r["img_id"], r["question"], r["mode"]
+
+    champion = {key(r): r for r in champion_rows}
+    if set(champion) != {key(r) for r in candidate_rows} or len(champion) != len(candidate_rows):
+        return {"passed": False, "detail": "the champion's predictions cover other items: not comparable"}
+    pairs = [(r, champion[key(r)]) for r in candidate_rows]
+    result = paired([c["strict"] for c, _ in pairs], [h["strict"] for _, h in pairs])
+    drops = {}
+    for s in STAGE_IDS:
+        on_stage = [(c, h) for c, h in pairs if c["stage"] == s]
+        if on_stage:
+            drops[s] = accuracy([h["strict"] for _, h in on_stage]) - accuracy([c["strict"] for c, _ in on_stage])
+    worst = max(drops, key=drops.get) if drops else None
+    passed = result.wins >= result.losses and all(d <= max_stage_drop for d in drops.values())
+    detail = (f"wins {result.wins}, ties {result.ties}, losses {result.losses} (exact McNemar p = "
+              f"{result.p_value:.4g}); largest stage drop {drops.get(worst, 0.0):+.3f} on stage {worst} "
+              f"(limit {max_stage_drop:g})")
+    return {"passed": passed, "wins": result.wins, "ties": result.ties, "losses": result.losses,
+            "p_value": result.p_value, "stage_drop": {str(s): d for s, d in drops.items()}, "detail": detail}
+
+
+def _champion_rows(champion, test_sha256: str, tracking_uri: str) -> tuple[list[dict] | None, str]:
+    """The champion's predictions, or None and why they cannot be compared."""
+    import mlflow
+
+    if champion.tags.get("test_split_sha256") != test_sha256:
+        return None, (f"champion v{str(champion.version)} was evaluated on test split "
+                      f"{str(champion.tags.get('test_split_sha256'))[:12]}, the candidate on {test_sha256[:12]}: "
+                      "not comparable (fail closed); re-evaluate the champion on this split or promote by hand")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=champion.run_id,
+                                                   artifact_path=f"{RUN_ARTIFACTS}/{PREDICTIONS}", dst_path=tmp,
+                                                   tracking_uri=tracking_uri)
+        return read_jsonl(Path(path)), ""
+
+
+def version_tags(manifest: dict, lineages: dict[str, dict], gate: dict, test_sha256: str) -> dict[str, str]:
+    """Tags of a registered version: lineage, every gate result, hashes, git commit."""
+    lineage = {"approach": manifest["approach"], "mode": manifest["mode"],
+               "models": {name: {"adapter_sha256": rec["adapter"]["adapter_sha256"],
+                                 "parents": [p["adapter_sha256"] for p in rec["chain"]],
+                                 "merged_sha256": rec["merged_sha256"]} for name, rec in lineages.items()}}
+    first = next(iter(lineages.values()))
+    commit = git_commit()
+    tags = {"merged_sha256": manifest["merged_sha256"], "test_split_sha256": test_sha256,
+            "approach": manifest["approach"], "mode": manifest["mode"], "git_commit": str(commit["sha"]),
+            "git_dirty": str(commit["dirty"]).lower(), "base_model": first["base"]["name"],
+            "base_sha256": first["base"]["content_hash"],
+            "training_quantization": json.dumps(first["training_quantization"], sort_keys=True),
+            "merge": json.dumps(first["merge"], sort_keys=True), "lineage": json.dumps(lineage, sort_keys=True),
+            "gate.passed": str(bool(gate["passed"])).lower()}
+    for check in gate["checks"]:
+        tags[f"gate.{registry.tag_key(check['name'])}"] = f"{'ok' if check['passed'] else 'FAILED'}: {check['detail']}"
+    return {k: registry.tag_value(v) for k, v in tags.items()}
+
+
+def register(client, name: str, merged_dir: Path, release_dir: Path, gate_path: Path, manifest: dict,
+             tags: dict[str, str], tracking: TrackingParams):
+    """Log the release run (pyfunc model + artifacts) and register it as a new version with `tags`."""
+    import mlflow
+
+    import surgvqa
+    from surgvqa.release.pyfunc import MergedVQAModel, requirements, signature
+
+    evaluation = read_json(release_dir / EVALUATION)
+    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_registry_uri(tracking.uri)
+    mlflow.set_experiment(tracking.experiment)
+    with mlflow.start_run(run_name=f"release-{manifest['approach']}",
+                          tags={"kind": "release", "approach": manifest["approach"],
+                                "merged_sha256": manifest["merged_sha256"]}):
+        mlflow.log_artifacts(str(release_dir), RUN_ARTIFACTS)
+        mlflow.log_artifact(str(gate_path), RUN_ARTIFACTS)
+        mlflow.log_metrics({k: float(v) for k, v in {**evaluation["metrics"], **{
+            f"fidelity_{k}": v for k, v in evaluation["fidelity"].items()}}.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        info = mlflow.pyfunc.log_model(name="model", python_model=MergedVQAModel(),
+                                       artifacts={"merged": str(merged_dir)},
+                                       code_paths=[str(Path(surgvqa.__file__).parent)],
+                                       pip_requirements=requirements(), signature=signature())
+    return mlflow.register_model(info.model_uri, name, tags=tags)
+
+
+def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, report_path: Path,
+        promote: PromoteParams, tracking: TrackingParams) -> dict:
+    """Register the candidate, compare it with the champion, move the aliases; raises when not promoted."""
+    name = promote.registered_model
+    manifest = read_manifest(merged_dir)
+    gate = read_json(gate_path, hint="run `dvc repro gate` first")
+    test_sha256 = sha256_file(test_file)
+    gated = gate["candidate"]
+    if gated["merged_sha256"] != manifest["merged_sha256"] or gated["test_sha256"] != test_sha256:
+        raise SurgvqaError(f"{gate_path} gated another merged model or test split than the ones on disk: "
+                           "run `dvc repro` first; nothing was registered")
+    if read_json(release_dir / EVALUATION)["candidate"]["merged_sha256"] != manifest["merged_sha256"]:
+        raise SurgvqaError(f"{release_dir / EVALUATION} is stale: run `dvc repro`; nothing was registered")
+    lineages = {n: read_json(merged_dir / n / LINEAGE_FILE) for n in manifest["models"]}
+    client = registry.client_for(tracking.uri)
+    registry.ensure_registered_model(client, name)
+    tags = version_tags(manifest, lineages, gate, test_sha256)
+    version = registry.version_of_candidate(client, name, manifest["merged_sha256"])
+    if version is None:
+        version = register(client, name, merged_dir, release_dir, gate_path, manifest, tags, tracking)
+    else:  # a rerun: the same candidate is not registered twice
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(version.version), key, value)
+    version = client.get_model_version(name, str(version.version))
+
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    if champion is not None and str(champion.version) == str(version.version):
+        comparison = {"passed": True, "detail": f"v{str(version.version)} is already champion"}
+    elif champion is not None:
+        champion_rows, why = _champion_rows(champion, test_sha256, tracking.uri)
+        comparison = (compare_with_champion(read_jsonl(release_dir / PREDICTIONS), champion_rows,
+                                            promote.max_stage_drop) if champion_rows is not None
+                      else {"passed": False, "detail": why})
+    else:
+        comparison = {"passed": True, "detail": "no champion yet"}
+    client.set_registered_model_alias(name, registry.CHALLENGER, str(version.version))
+
+    promoted = bool(gate["passed"]) and comparison["passed"]
+    already = champion is not None and str(champion.version) == str(version.version)
+    previous = str(champion.version) if champion is not None else None
+    reasons = ([] if gate["passed"] else [f"gate failed: {', '.join(gate['failed'])}"]) + (
+        [] if comparison["passed"] else [f"against champion v{previous}: {comparison['detail']}"])
+    if promoted and not already:
+        registry.set_champion(client, name, str(version.version))
+    if not already:
+        registry.record_event(client, name, {"action": "promote" if promoted else "refused",
+                                             "version": str(version.version), "previous": previous,
+                                             "gate_passed": bool(gate["passed"]), "reasons": reasons})
+    outcome = {"promotion.passed": str(promoted).lower(), "promotion.vs_champion": comparison["detail"]}
+    for key, value in outcome.items():
+        client.set_model_version_tag(name, str(version.version), key, registry.tag_value(value))
+    champion_now = registry.alias_version(client, name, registry.CHAMPION)
+    report = {"registered_model": name, "version": str(version.version), "merged_sha256": manifest["merged_sha256"],
+              "test_sha256": test_sha256, "gate_passed": bool(gate["passed"]), "vs_champion": comparison,
+              "previous_champion": previous, "promoted": promoted,
+              "champion": str(champion_now.version) if champion_now else None, "reasons": reasons,
+              "tracking_uri": tracking.uri}
+    write_json(report_path, report)
+    print(f"promote: {name} v{str(version.version)} (challenger); vs champion: {comparison['detail']}")
+    if not promoted:
+        raise SurgvqaError(f"not promoted: {'; '.join(reasons)}. champion stays at "
+                           f"{'v' + previous if previous else 'none'} (details: {report_path})")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`surgvqa promote`."""
+    parser = entry.parser(__doc__)
+    parser.add_argument("--merged", type=Path, default=Path("models/merged"))
+    parser.add_argument("--release", type=Path, default=Path("reports/release"))
+    parser.add_argument("--gate", type=Path, default=Path("reports/gate.json"))
+    parser.add_argument("--test", type=Path, default=Path("data/split/test.jsonl"))
+    parser.add_argument("--report", type=Path, default=Path("reports/promotion.json"))
+    args = parser.parse_args(argv)
+    return entry.call(run, args.params, _summary, merged_dir=args.merged, release_dir=args.release,
+                      gate_path=args.gate, test_file=args.test, report_path=args.report)
+
+
+def _summary(report: dict) -> None:
+    print(f"promote: champion is now {report['registered_model']} v{report['champion']} "
+          f"(load it with mlflow.pyfunc.load_model(\"models:/{report['registered_model']}@champion\"))")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
