@@ -145,7 +145,8 @@ def test_dvc_repro_runs_the_whole_pipeline_and_the_data_half_is_reproducible(tmp
         assert 0 <= metrics["context_strict_overall"] <= metrics["context_lenient_overall"]
     assert "| sequential vs baseline |" in (tmp_path / "reports" / "compare.md").read_text()
     assert (tmp_path / "reports" / "charts" / "forgetting.png").is_file()
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     runs = client.search_runs(client.get_experiment_by_name("surgvqa").experiment_id)
     by_name = {r.data.tags["mlflow.runName"]: r for r in runs if "kind" not in r.data.tags}
     assert len(runs) == 7 + 3 + 1 and set(by_name) == {*(f"{a}-stage_{s}" for a in ("sequential", "curriculum")

@@ -64,7 +64,21 @@ def test_a_merge_into_4bit_weights_is_caught_by_the_fidelity_thresholds(tiny_rel
                             params.gate.max_logit_difference, False)
     assert not logit["passed"] and "threshold check failed" in logit["detail"]
     assert measured["max_logit_difference"] > 100 * params.gate.max_logit_difference
-    assert measured["ties"] <= 1.0  # the answers may survive on a tiny model; the logits do not
+
+
+def test_a_non_finite_logit_makes_the_difference_missing_and_the_gate_fails():
+    import torch
+
+    from surgvqa.release.evaluate_merged import largest_difference
+    from surgvqa.release.gate import threshold_check
+
+    good, bad = torch.zeros(3, 5), torch.zeros(3, 5)
+    bad[1, 2] = float("nan")
+    assert largest_difference([good, good + 0.25], [good, good]) == 0.25
+    assert largest_difference([good, bad], [good, good]) is None  # max() would have skipped the NaN
+    check = threshold_check("merge fidelity: max logit difference", {"fidelity_max_logit_difference": None},
+                            "fidelity_max_logit_difference", 1e-3, False)
+    assert not check["passed"] and "missing" in check["detail"]
 
 
 def test_predictions_of_another_test_split_are_refused(tiny_release, tmp_path):

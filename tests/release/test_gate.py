@@ -11,7 +11,7 @@ from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json, write_json, write_jsonl
 from surgvqa.model.lineage import LINEAGE_FILE, sha256_file
 from surgvqa.release import gate
-from surgvqa.release.files import EVALUATION, MANIFEST, PREDICTIONS
+from surgvqa.release.files import EVALUATION, MANIFEST, PREDICTIONS, candidate_hash, sha256_folder
 from tests.conftest import section
 
 MERGED_SHA = "a" * 64
@@ -302,9 +302,17 @@ def write_project(root, case: dict) -> dict:
     write_jsonl(splits / "test.jsonl", [{"img_id": r["img_id"], "question": r["question"]} for r in case["rows"]])
     evaluation = copy.deepcopy(case["evaluation"])
     evaluation["candidate"]["test_sha256"] = sha256_file(splits / "test.jsonl")
-    write_json(merged / MANIFEST, case["manifest"])
-    for name in case["manifest"]["models"]:
+    # A merged folder per model, and a manifest whose hashes are those of these files (as merge writes them).
+    manifest = copy.deepcopy(case["manifest"]) | {"route": {"1": "model", "2": "model", "3": "model"}, "serving": {}}
+    for name in manifest["models"]:
+        (merged / name).mkdir(parents=True)
+        (merged / name / "model.safetensors").write_bytes(b"weights of " + name.encode())
         write_json(merged / name / LINEAGE_FILE, {"adapter": {"path": ADAPTER, "adapter_sha256": "c" * 64}})
+        manifest["models"][name] = sha256_folder(merged / name)
+    manifest["merged_sha256"] = candidate_hash(manifest)
+    write_json(merged / MANIFEST, manifest)
+    if evaluation["candidate"]["merged_sha256"] == MERGED_SHA:  # the case evaluated this candidate
+        evaluation["candidate"]["merged_sha256"] = manifest["merged_sha256"]
     release.mkdir(parents=True)
     (release / EVALUATION).write_text(json.dumps(evaluation), encoding="utf-8")  # allows NaN, as json does
     write_jsonl(release / PREDICTIONS, case["rows"])
@@ -327,7 +335,8 @@ def test_run_writes_a_passing_gate_report(tmp_path):
     written = read_json(paths["out"])
     assert written == report
     assert written["passed"] is True and written["failed"] == []
-    assert written["candidate"] == {"approach": "baseline", "mode": "independent", "merged_sha256": MERGED_SHA,
+    merged_sha256 = read_json(paths["merged_dir"] / MANIFEST)["merged_sha256"]
+    assert written["candidate"] == {"approach": "baseline", "mode": "independent", "merged_sha256": merged_sha256,
                                     "test_sha256": sha256_file(paths["splits_dir"] / "test.jsonl")}
     assert [c["name"] for c in written["checks"]] == CHECK_NAMES
     for c in written["checks"]:
@@ -364,6 +373,29 @@ def test_run_reads_the_adapter_paths_from_the_merged_lineage(tmp_path):
     assert "not verified: ['models/baseline']" in by_name(report["checks"], "adapters verified")["detail"]
 
 
+def remerge(merged_dir):
+    """What a new merge leaves: other weights, and a manifest consistent with them."""
+    manifest = read_json(merged_dir / MANIFEST)
+    for name in manifest["models"]:
+        (merged_dir / name / "model.safetensors").write_bytes(b"other weights")
+        manifest["models"][name] = sha256_folder(merged_dir / name)
+    manifest["merged_sha256"] = candidate_hash(manifest)
+    write_json(merged_dir / MANIFEST, manifest)
+
+
+def test_verdict_checks_the_files_on_disk_not_only_the_manifest(tmp_path):
+    _, paths = run_gate(tmp_path, passing_case())
+    weights = paths["merged_dir"] / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-2])  # truncated after gating
+    with pytest.raises(SurgvqaError, match="changed after the merge"):
+        gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
+    _, paths = run_gate(tmp_path / "again", passing_case())
+    manifest = read_json(paths["merged_dir"] / MANIFEST)
+    write_json(paths["merged_dir"] / MANIFEST, manifest | {"mode": "context"})  # edited, hash left as it was
+    with pytest.raises(SurgvqaError, match="the manifest was edited"):
+        gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
+
+
 def test_verdict_returns_a_passed_fresh_report(tmp_path):
     report, paths = run_gate(tmp_path, passing_case())
     assert gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl") == report
@@ -372,7 +404,7 @@ def test_verdict_returns_a_passed_fresh_report(tmp_path):
 def test_verdict_refuses_a_gate_made_for_another_merged_model(tmp_path):
     case = passing_case()
     _, paths = run_gate(tmp_path, case)
-    write_json(paths["merged_dir"] / MANIFEST, case["manifest"] | {"merged_sha256": "f" * 64})
+    remerge(paths["merged_dir"])
     with pytest.raises(SurgvqaError, match="stale"):
         gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
 
@@ -392,14 +424,15 @@ def test_verdict_refuses_a_failed_gate_and_names_the_failed_check(tmp_path):
     _, paths = run_gate(tmp_path, case)
     with pytest.raises(SurgvqaError, match="FAILED") as e:
         gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
-    assert "merge fidelity: ties" in str(e.value) and MERGED_SHA[:12] in str(e.value)
+    merged_sha256 = read_json(paths["merged_dir"] / MANIFEST)["merged_sha256"]
+    assert "merge fidelity: ties" in str(e.value) and merged_sha256[:12] in str(e.value)
 
 
 def test_verdict_calls_a_failed_and_stale_gate_stale(tmp_path):
     case = passing_case()
     _metric("strict_overall", 0.1)(case)
     _, paths = run_gate(tmp_path, case)
-    write_json(paths["merged_dir"] / MANIFEST, case["manifest"] | {"merged_sha256": "f" * 64})
+    remerge(paths["merged_dir"])
     with pytest.raises(SurgvqaError, match="stale"):
         gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
 

@@ -11,6 +11,7 @@ from surgvqa.io import read_json
 from surgvqa.model.lineage import ADAPTER_WEIGHTS, read_lineage, sha256_file, sha256_weights
 from surgvqa.params.release import ReleaseParams
 from surgvqa.release import merge
+from surgvqa.release.files import sha256_folder
 from tests.model_fixtures import sections
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def test_a_float32_merge_loads_on_its_own_and_carries_its_lineage(tiny_release):
     assert lineage["adapter"]["lineage"] == adapter and lineage["base"] == adapter["base"]
     assert lineage["training_quantization"] == {"quantized": False} and lineage["chain"] == []
     assert lineage["merge"]["dtype"] == "float32" and lineage["merge"]["onto"] == "original"
-    assert lineage["merged_sha256"] == sha256_weights(folder)
+    assert lineage["merged_sha256"] == sha256_folder(folder) != sha256_weights(folder)  # every file, not only weights
     manifest = read_json(tiny_release["merged"] / "manifest.json")
     assert manifest["route"] == {"1": "model", "2": "model", "3": "model"}
     assert manifest["models"] == {"model": lineage["merged_sha256"]} and manifest["mode"] == "independent"
@@ -114,11 +115,11 @@ def test_nf4_roundtrip_gives_the_weights_qlora_training_saw(tiny_project, tiny_a
     record, model_params = base_record(tiny_adapters / "base"), tiny_project["params"].model
     model, _ = load_base(record, model_params)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert merge.nf4_roundtrip(model, QUANT_SKIP_MODULES) > 0
+    rounded = merge.nf4_roundtrip(model, QUANT_SKIP_MODULES)
     after = dict(model.named_parameters())
     quantized, _ = load_base(record, dataclasses.replace(model_params, quantize="4bit"))
     layers = {n: m for n, m in quantized.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
-    assert layers
+    assert layers and rounded == len(layers)  # exactly the layers training quantized
     for name, layer in layers.items():  # each rounded weight is what the 4-bit layer computes with
         seen = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
         assert after[f"{name}.weight"].shape == seen.shape
@@ -127,10 +128,13 @@ def test_nf4_roundtrip_gives_the_weights_qlora_training_saw(tiny_project, tiny_a
     assert all(after[n].equal(before[n]) for n in before if n.startswith(("model.visual", "lm_head")))
 
 
-def test_the_candidate_hash_covers_what_is_released():
-    models, serving = {"model": "a" * 64}, {"prompt": {"template": "{question}"}}
-    reference = merge.candidate_hash("baseline", "independent", models, serving)
-    assert len({reference, merge.candidate_hash("baseline", "context", models, serving),
-                merge.candidate_hash("curriculum", "independent", models, serving),
-                merge.candidate_hash("baseline", "independent", {"model": "b" * 64}, serving),
-                merge.candidate_hash("baseline", "independent", models, {"prompt": {"template": "{question}?"}})}) == 5
+def test_the_candidate_hash_covers_everything_the_manifest_releases():
+    from surgvqa.release.files import candidate_hash
+
+    manifest = {"approach": "baseline", "mode": "independent", "route": {"1": "model"}, "models": {"model": "a" * 64},
+                "serving": {"prompt": {"template": "{question}"}}}
+    changed = [manifest | {"mode": "context"}, manifest | {"approach": "curriculum"}, manifest | {"route": {"1": "x"}},
+               manifest | {"models": {"model": "b" * 64}}, manifest | {"serving": {"prompt": {"template": "{q}?"}}}]
+    hashes = {candidate_hash(m) for m in [manifest, *changed]}
+    assert len(hashes) == 6
+    assert candidate_hash(manifest | {"merged_sha256": "f" * 64}) == candidate_hash(manifest)  # its own hash aside

@@ -2,7 +2,6 @@
 127.0.0.1. Candidates are the tiny release; variants of it (another merged-model hash, other predictions, a
 failed gate) are made by editing copies of its files, as a different candidate's files would differ."""
 
-import hashlib
 import json
 import shutil
 import socket
@@ -19,6 +18,7 @@ from surgvqa.model.lineage import sha256_file
 from surgvqa.params.promote import PromoteParams
 from surgvqa.params.tracking import TrackingParams
 from surgvqa.release import promote, registry, rollback
+from surgvqa.release.files import candidate_hash
 
 pytestmark = pytest.mark.slow
 NAME = "tiny-vqa"
@@ -30,8 +30,8 @@ def _candidate(tiny_release, where, tag: str, gate_passed: bool = True, strict=N
     merged, release = where / "merged", where / "release"
     shutil.copytree(tiny_release["merged"], merged)
     shutil.copytree(tiny_release["release"], release)
-    manifest = read_json(merged / "manifest.json")
-    manifest["merged_sha256"] = hashlib.sha256(tag.encode()).hexdigest()
+    manifest = read_json(merged / "manifest.json") | {"variant": tag}  # another candidate: another manifest
+    manifest["merged_sha256"] = candidate_hash(manifest)
     write_json(merged / "manifest.json", manifest)
     test_sha256 = sha256_file(tiny_release["splits"] / "test.jsonl")
     evaluation = read_json(release / "evaluation.json")
@@ -59,12 +59,22 @@ def _rollback(uri: str, to_version=None) -> dict:
     return rollback.run(to_version, PromoteParams(NAME, 0.02), TrackingParams(uri, "tiny"))
 
 
+def _load(uri: str, model_uri: str):
+    """mlflow.pyfunc.load_model against the store at `uri`, as a user would (tracking URI set, then unset)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def _aliases(uri: str) -> dict:
     return {alias: str(v) for alias, v in registry.client_for(uri).get_registered_model(NAME).aliases.items()}
 
 
 def test_promotion_gate_failure_champion_comparison_and_rollback(tiny_release, tmp_path):
-    import mlflow
     import pandas as pd
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -76,13 +86,14 @@ def test_promotion_gate_failure_champion_comparison_and_rollback(tiny_release, t
     lineage = json.loads(tags["lineage"])
     merged_lineage = read_json(first["merged_dir"] / "model" / "lineage.json")
     assert lineage["models"]["model"]["adapter_sha256"] == merged_lineage["adapter"]["adapter_sha256"]
-    assert tags["merged_sha256"] == hashlib.sha256(b"a").hexdigest() and tags["gate.passed"] == "true"
+    assert tags["merged_sha256"] == read_json(first["merged_dir"] / "manifest.json")["merged_sha256"]
+    assert tags["gate.passed"] == "true"
     assert tags["test_split_sha256"] == sha256_file(first["test_file"])
     assert tags["gate.strict accuracy"].startswith("ok")
     assert tags["git_commit"] and tags["base_sha256"] == merged_lineage["base"]["content_hash"]
 
     # The registered model answers the usual MLflow way, exactly as the gate measured it.
-    served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    served = _load(uri, f"models:/{NAME}@champion")
     rows = read_jsonl(first["release_dir"] / "predictions.jsonl")[:5]
     frame = pd.DataFrame({"image": [str(tiny_release["raw"] / "images" / f"{r['img_id']}.jpg") for r in rows],
                           "question": [r["question"] for r in rows]})
@@ -116,10 +127,21 @@ def test_promotion_gate_failure_champion_comparison_and_rollback(tiny_release, t
     actions = [(e["action"], e["version"]) for e in registry.history(client, NAME)]
     assert actions == [("promote", "1"), ("refused", "2"), ("refused", "3"), ("promote", "4"), ("rollback", "1")]
 
+    # Promoting the rolled-back candidate again would undo the rollback silently: refused, champion unchanged.
+    with pytest.raises(SurgvqaError, match="was rolled back from champion.*rollback --to 4"):
+        _promote(better, uri)
+    assert _aliases(uri)["champion"] == "1"
+
+    # The champion re-gated with stricter thresholds now fails: said plainly, with the way back; nothing moves.
+    regated = _candidate(tiny_release, tmp_path / "a2", "a", gate_passed=False)
+    with pytest.raises(SurgvqaError, match="v1 was registered with gate.passed = true.*It is the champion"):
+        _promote(regated, uri)
+    assert _aliases(uri)["champion"] == "1" and client.get_model_version(NAME, "1").tags["gate.passed"] == "true"
+
     # A champion evaluated on another test split is not comparable: fail closed.
     client.set_model_version_tag(NAME, "1", "test_split_sha256", "0" * 64)
     with pytest.raises(SurgvqaError, match="not comparable"):
-        _promote(better, uri)
+        _promote(_candidate(tiny_release, tmp_path / "e", "e", strict=lambda r: True), uri)
     assert _aliases(uri)["champion"] == "1"
 
 
@@ -177,7 +199,6 @@ def mlflow_server(tmp_path):
 
 
 def test_promotion_through_a_real_mlflow_server(tiny_release, tmp_path, mlflow_server):
-    import mlflow
     import pandas as pd
 
     candidate = _candidate(tiny_release, tmp_path / "a", "a")
@@ -185,11 +206,7 @@ def test_promotion_through_a_real_mlflow_server(tiny_release, tmp_path, mlflow_s
     assert _aliases(mlflow_server) == {"champion": "1", "challenger": "1"}
     assert not list((tmp_path / "a").glob("mlruns"))  # artifacts went to the server, not a local folder
     assert any((tmp_path / "artifacts").rglob("manifest.json"))
-    mlflow.set_tracking_uri(mlflow_server)
-    try:
-        served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    finally:
-        mlflow.set_tracking_uri(None)
+    served = _load(mlflow_server, f"models:/{NAME}@champion")
     row = read_jsonl(candidate["release_dir"] / "predictions.jsonl")[0]
     frame = pd.DataFrame({"image": [str(tiny_release["raw"] / "images" / f"{row['img_id']}.jpg")],
                           "question": [row["question"]]})

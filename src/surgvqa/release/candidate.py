@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json
 from surgvqa.model.lineage import LINEAGE_FILE
 from surgvqa.params.categorize import CategorizeParams
 from surgvqa.params.evaluate import EvalParams
 from surgvqa.params.prompt import PromptParams
 from surgvqa.params.typed import build
-from surgvqa.release.files import read_manifest
+from surgvqa.release.files import check_candidate, read_manifest
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -47,24 +47,14 @@ def load_merged_model(folder: Path, dtype: str, device: str):
         device_map={"": str(target)}).eval()
 
 
-def check_weights(merged_dir: Path, manifest: dict) -> None:
-    """Every merged folder's weights hash to what the manifest recorded (a truncated or edited model fails)."""
-    from surgvqa.model.lineage import sha256_weights
-
-    for name, expected in manifest["models"].items():
-        actual = sha256_weights(merged_dir / name)
-        if actual != expected:
-            raise SurgvqaError(f"{merged_dir / name}: weights hash {actual[:12]}, the manifest says {expected[:12]}: "
-                               "the merged model changed after the merge; rerun `dvc repro merge`")
-
-
 def load_candidate(merged_dir: Path, device: str) -> Candidate:
-    """The candidate in models/merged, its weights checked against the manifest, ready to answer on `device`."""
+    """The candidate in models/merged, its files and manifest checked against merged_sha256, ready to answer on
+    `device`."""
     from surgvqa.infer.engine import MergedModels, make_answerer
     from surgvqa.model.processor import load_processor
 
     manifest = read_manifest(merged_dir)
-    check_weights(merged_dir, manifest)
+    check_candidate(merged_dir, manifest)
     serving = manifest["serving"]
     dtypes = {name: read_json(merged_dir / name / LINEAGE_FILE)["merge"]["dtype"] for name in manifest["models"]}
     models = MergedModels({name: load_merged_model(merged_dir / name, dtypes[name], device)

@@ -25,6 +25,8 @@ from surgvqa.model.lineage import LINEAGE_FILE, sha256_file
 from surgvqa.params.merge import MergeParams
 from surgvqa.params.model import ModelParams
 from surgvqa.release.files import EVALUATION, PREDICTIONS, released_adapters
+from surgvqa.release.memory import free_memory
+
 
 def unmerged_rows(eval_dir: Path, merged_dir: Path, manifest: dict, items: list, test_sha256: str) -> list[dict]:
     """The unmerged adapters' scored answers to the same items in the release's mode, refused when stale."""
@@ -42,7 +44,9 @@ def unmerged_rows(eval_dir: Path, merged_dir: Path, manifest: dict, items: list,
         problems.append(f"they decoded {report['decoding']}, the candidate decodes "
                         f"{manifest['serving']['evaluate']['decoding']}")
     rows = [r for r in read_jsonl(eval_dir / PREDICTIONS) if r["mode"] == manifest["mode"]]
-    if [(r["img_id"], r["question"]) for r in rows] != [(it.img_id, it.question) for it in items]:
+    if not rows:
+        problems.append(f"none is in {manifest['mode']} mode, the release's: add it to evaluate.modes")
+    elif [(r["img_id"], r["question"]) for r in rows] != [(it.img_id, it.question) for it in items]:
         problems.append(f"their {manifest['mode']}-mode items are not the test split's")
     if problems:
         raise SurgvqaError(f"{eval_dir}: the unmerged predictions cannot be compared with the merged candidate: "
@@ -78,18 +82,34 @@ def prompt_logits(model, processor, image: Path, prompt: str, system: str | None
         return model(**enc).logits[0].float().cpu()
 
 
-def max_logit_difference(merged, unmerged, processor, probe: list[tuple[Path, str, str]], system: str | None
-                         ) -> float:
-    """The largest |logit| difference between two model sets (engine AdapterModels / MergedModels) over probe
-    (image, prompt, model name) triples."""
-    largest = 0.0
+def probe_logits(models, processor, probe: list[tuple[Path, str, str]], system: str | None) -> list:
+    """Each probe (image, prompt, model name)'s logits from an engine model set (AdapterModels / MergedModels)."""
+    logits = []
     for image, prompt, name in probe:
-        left, _ = merged.use(name)
-        merged_logits = prompt_logits(left, processor, image, prompt, system)
-        right, _ = unmerged.use(name)
-        difference = (merged_logits - prompt_logits(right, processor, image, prompt, system)).abs().max().item()
+        model, _ = models.use(name)
+        logits.append(prompt_logits(model, processor, image, prompt, system))
+    return logits
+
+
+def largest_difference(merged: list, unmerged: list) -> float | None:
+    """The largest |logit| difference over the probe; None (which the gate fails as missing) when any logit is not
+    finite, since max() over NaN would silently skip it."""
+    import math
+
+    largest = 0.0
+    for left, right in zip(merged, unmerged, strict=True):
+        difference = (left - right).abs().max().item()
+        if not math.isfinite(difference):
+            return None
         largest = max(largest, difference)
     return largest
+
+
+def max_logit_difference(merged, unmerged, processor, probe: list[tuple[Path, str, str]], system: str | None
+                         ) -> float | None:
+    """The largest |logit| difference between two model sets over probe (image, prompt, model name) triples."""
+    return largest_difference(probe_logits(merged, processor, probe, system),
+                              probe_logits(unmerged, processor, probe, system))
 
 
 def candidate_metrics(summary: dict) -> dict[str, float | None]:
@@ -121,20 +141,27 @@ def run(merged_dir: Path, models_dir: Path, splits_dir: Path, raw_dir: Path, eva
     rows = score_rows(items, predictions, answers, majority_answers(train_rows), candidate.mode, candidate.route,
                       candidate.evaluate)
 
-    # The probe compares with base + adapters loaded as the evaluation loaded them (model params: 4-bit for QLoRA).
-    adapters, _ = released_adapters(manifest["approach"], models_dir)
-    base_model, processor = load_base(base_record(models_dir / "base"), model)
-    unmerged = AdapterModels(load_adapters(base_model, adapters))
     probe = [(it.image, render_prompt(it.question, candidate.answerer.prompt_candidates, candidate.prompt),
               candidate.route[it.stage]) for it in items[: merge.probe_items]]
-    result = fidelity(rows, reference) | {
-        "max_logit_difference": max_logit_difference(candidate.answerer.models, unmerged, processor, probe,
-                                                     candidate.prompt.system),
-        "probe_items": len(probe)}
+    processor, system = candidate.answerer.processor, candidate.prompt.system
     summary = summarise(rows, candidate.evaluate)
-    evaluation = {"candidate": {"approach": manifest["approach"], "mode": candidate.mode,
+    merged_logits = probe_logits(candidate.answerer.models, processor, probe, system)
+    del candidate  # the merged models leave memory before base + adapters arrive
+    free_memory()
+    # The probe compares with base + adapters loaded as the evaluation loaded them (model params: 4-bit for QLoRA,
+    # model.dtype), so on a GPU it measures the merge together with any dtype change: the reference is recorded.
+    adapters, _ = released_adapters(manifest["approach"], models_dir)
+    base_model, _ = load_base(base_record(models_dir / "base"), model)
+    unmerged = AdapterModels(load_adapters(base_model, adapters))
+    result = fidelity(rows, reference) | {
+        "max_logit_difference": largest_difference(merged_logits, probe_logits(unmerged, processor, probe, system)),
+        "probe_items": len(probe),
+        "reference": {"dtype": str(next(base_model.parameters()).dtype).replace("torch.", ""),
+                      "quantize": model.quantize}}
+    mode = manifest["mode"]
+    evaluation = {"candidate": {"approach": manifest["approach"], "mode": mode,
                                 "merged_sha256": manifest["merged_sha256"], "test_sha256": test_sha256,
-                                "decoding": candidate.evaluate.decoding},
+                                "decoding": manifest["serving"]["evaluate"]["decoding"]},
                   "items": len(rows), "metrics": candidate_metrics(summary), "fidelity": result,
                   "stage": summary["stage"], "qtype": summary["qtype"]}
     write_jsonl(out_dir / PREDICTIONS, rows)

@@ -23,7 +23,7 @@ from surgvqa.io import read_json, read_jsonl, write_json
 from surgvqa.model.lineage import LINEAGE_FILE, sha256_file
 from surgvqa.names import STAGE_IDS
 from surgvqa.params.gate import GateParams
-from surgvqa.release.files import EVALUATION, PREDICTIONS, read_manifest
+from surgvqa.release.files import EVALUATION, PREDICTIONS, check_candidate, read_manifest
 
 
 def _check(name: str, passed: bool, value, threshold, detail: str) -> dict:
@@ -143,9 +143,11 @@ def run(release_dir: Path, merged_dir: Path, splits_dir: Path, verify_report: Pa
 
 
 def verdict(gate_path: Path, merged_dir: Path, test_file: Path) -> dict:
-    """The recorded gate report, refused unless it passed for the candidate in models/merged and this test split."""
+    """The recorded gate report, refused unless it passed for the candidate in models/merged (its files checked
+    against its manifest) and this test split."""
     report = read_json(gate_path, hint="run `dvc repro gate` first")
     manifest = read_manifest(merged_dir)
+    check_candidate(merged_dir, manifest)  # the files on disk, not only the manifest's word for them
     candidate = report.get("candidate", {})
     if candidate.get("merged_sha256") != manifest["merged_sha256"] or candidate.get("test_sha256") != sha256_file(
             test_file):

@@ -1,8 +1,9 @@
 """DVC stage `merge`: merge the released approach's adapters into the full-precision base, one folder per model.
 
-The base is always loaded unquantized for the merge (`merge.dtype`), QLoRA adapters included: PEFT's
-`merge_and_unload` on a bitsandbytes 4-bit model adds the delta and re-quantizes, so the "merged" model stays
-4-bit and answers differently from what was evaluated (that corruption shipped once; it is refused here).
+The base is always loaded unquantized, in float32, for the merge (the sum is saved in `merge.dtype`), QLoRA
+adapters included: PEFT's `merge_and_unload` on a bitsandbytes 4-bit model adds the delta and re-quantizes, so
+the "merged" model stays 4-bit and answers differently from what was evaluated (that corruption shipped once;
+it is refused here).
 
 Writes models/merged/:
 - one folder per merged model (`stage_1`..`stage_3` for sequential, `model` for curriculum and baseline), each
@@ -19,22 +20,21 @@ lineage, an adapter that fails verify-adapter. The same inputs give the same byt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
 from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_json
-from surgvqa.model.lineage import LINEAGE_FILE, read_lineage, sha256_weights
+from surgvqa.model.lineage import LINEAGE_FILE, read_lineage
 from surgvqa.params.categorize import CategorizeParams
 from surgvqa.params.evaluate import EvalParams
 from surgvqa.params.merge import MergeParams
 from surgvqa.params.model import ModelParams
 from surgvqa.params.prompt import PromptParams
 from surgvqa.params.release import ReleaseParams
-from surgvqa.release.files import MANIFEST, released_adapters
+from surgvqa.release.files import MANIFEST, candidate_hash, released_adapters, sha256_folder
+from surgvqa.release.memory import free_memory
 
 # bitsandbytes' Linear4bit default, which transformers' BitsAndBytesConfig keeps: what QLoRA training used.
 NF4_BLOCKSIZE = 64
@@ -119,15 +119,9 @@ def merged_lineage(name: str, stages: list[int], adapter: Path, lineage: dict, m
             "adapter": {"path": str(adapter), "adapter_sha256": lineage["adapter_sha256"], "lineage": lineage},
             "chain": lineage_chain(lineage), "base": lineage["base"], "training_quantization": lineage["quantization"],
             "merge": {"dtype": merge.dtype, "onto": merge.onto, "method": "peft merge_and_unload",
+                      "added_in": "float32",
                       "peft": version("peft"), "transformers": version("transformers")},
-            "merged_sha256": sha256_weights(folder)}
-
-
-def candidate_hash(approach: str, mode: str, models: dict[str, str], serving: dict) -> str:
-    """One hash over what is released (approach, mode, every merged model's weights, the serving settings): what
-    the gate and the registry track, so a gate measured for anything else is stale."""
-    released = {"approach": approach, "mode": mode, "models": models, "serving": serving}
-    return hashlib.sha256(json.dumps(released, sort_keys=True).encode()).hexdigest()
+            "merged_sha256": sha256_folder(folder)}
 
 
 def serving_settings(train_rows: list[dict], stage_table: dict[str, int], image_pixels: int, prompt: PromptParams,
@@ -145,6 +139,7 @@ def run(models_dir: Path, splits_dir: Path, stage_table: Path, out_dir: Path, re
         merge: MergeParams, model: ModelParams, prompt: PromptParams, evaluate: EvalParams,
         categorize: CategorizeParams) -> dict:
     """The stage: check, merge and save every adapter of `release.approach`, then the manifest; returns it."""
+    import torch
     from tqdm import tqdm
 
     from surgvqa.infer.routing import read_stage_table
@@ -152,14 +147,17 @@ def run(models_dir: Path, splits_dir: Path, stage_table: Path, out_dir: Path, re
 
     adapters, route = released_adapters(release.approach, models_dir)
     base = base_record(models_dir / "base")
-    full_precision = dataclasses.replace(model, quantize="none", dtype=merge.dtype)
+    # The delta is added in float32 whatever merge.dtype is: in bfloat16 much of a small LoRA delta would round
+    # away. The sum is then cast to merge.dtype for saving.
+    float32 = dataclasses.replace(model, quantize="none", dtype="float32")
     partial = out_dir.with_name(out_dir.name + ".partial")  # the output appears whole or not at all
     shutil.rmtree(partial, ignore_errors=True)
     models = {}
     for name, adapter in tqdm(adapters.items(), desc="merge", unit="model"):
         lineage = check_adapter(adapter, base, model)
-        base_model, processor = load_base(base, full_precision)
+        base_model, processor = load_base(base, float32)
         merged = merge_adapter(base_model, adapter, merge.onto, lineage["quantization"])
+        merged = merged.to(getattr(torch, merge.dtype))
         folder = partial / name
         merged.save_pretrained(folder, safe_serialization=True)
         # A load-time option (set by HF_HUB_OFFLINE), not a property of the tokenizer: saved, it would make the
@@ -169,11 +167,13 @@ def run(models_dir: Path, splits_dir: Path, stage_table: Path, out_dir: Path, re
         record = merged_lineage(name, [s for s, n in route.items() if n == name], adapter, lineage, merge, folder)
         write_json(folder / LINEAGE_FILE, record)
         models[name] = record["merged_sha256"]
+        del base_model, merged  # a 2B model per stage: never two in memory at once
+        free_memory()
     serving = serving_settings(read_jsonl(splits_dir / "train.jsonl"), read_stage_table(stage_table),
-                               base.get("image_pixels", model.image_pixels), prompt, evaluate, categorize)
+                               base["image_pixels"], prompt, evaluate, categorize)
     manifest = {"approach": release.approach, "mode": release.mode, "route": {str(s): n for s, n in route.items()},
-                "models": models, "serving": serving,
-                "merged_sha256": candidate_hash(release.approach, release.mode, models, serving)}
+                "models": models, "serving": serving}
+    manifest["merged_sha256"] = candidate_hash(manifest)
     write_json(partial / MANIFEST, manifest)
     shutil.rmtree(out_dir, ignore_errors=True)
     partial.rename(out_dir)

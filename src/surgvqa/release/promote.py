@@ -28,7 +28,7 @@ from surgvqa.names import STAGE_IDS
 from surgvqa.params.promote import PromoteParams
 from surgvqa.params.tracking import TrackingParams
 from surgvqa.release import registry
-from surgvqa.release.files import EVALUATION, PREDICTIONS, read_manifest
+from surgvqa.release.files import EVALUATION, PREDICTIONS, check_candidate, read_manifest
 
 RUN_ARTIFACTS = "release"  # the release run's folder holding predictions.jsonl, evaluation.json, gate.json
 
@@ -43,7 +43,9 @@ def compare_with_champion(candidate_rows: list[dict], champion_rows: list[dict],
 
     champion = {key(r): r for r in champion_rows}
     if set(champion) != {key(r) for r in candidate_rows} or len(champion) != len(candidate_rows):
-        return {"passed": False, "detail": "the champion's predictions cover other items: not comparable"}
+        return {"passed": False, "detail": "the champion's predictions cover other items or another mode: not "
+                "comparable; compare on the same test split and release.mode, or choose the champion by hand with "
+                "`surgvqa rollback --to VERSION`"}
     pairs = [(r, champion[key(r)]) for r in candidate_rows]
     result = paired([c["strict"] for c, _ in pairs], [h["strict"] for _, h in pairs])
     drops = {}
@@ -67,7 +69,8 @@ def _champion_rows(champion, test_sha256: str, tracking_uri: str) -> tuple[list[
     if champion.tags.get("test_split_sha256") != test_sha256:
         return None, (f"champion v{str(champion.version)} was evaluated on test split "
                       f"{str(champion.tags.get('test_split_sha256'))[:12]}, the candidate on {test_sha256[:12]}: "
-                      "not comparable (fail closed); re-evaluate the champion on this split or promote by hand")
+                      "not comparable (fail closed); re-evaluate the champion on this split, or choose the champion "
+                      "by hand with `surgvqa rollback --to VERSION`")
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=champion.run_id,
                                                    artifact_path=f"{RUN_ARTIFACTS}/{PREDICTIONS}", dst_path=tmp,
@@ -97,29 +100,52 @@ def version_tags(manifest: dict, lineages: dict[str, dict], gate: dict, test_sha
 
 def register(client, name: str, merged_dir: Path, release_dir: Path, gate_path: Path, manifest: dict,
              tags: dict[str, str], tracking: TrackingParams):
-    """Log the release run (pyfunc model + artifacts) and register it as a new version with `tags`."""
-    import mlflow
+    """Log the release run (the pyfunc model and the release's reports) and register it as a new version.
+
+    Only the client API is used: MLflow's fluent calls would set process-wide tracking and registry URIs (and
+    their environment variables, which subprocesses inherit) as a side effect."""
+    import time
+
+    import mlflow.pyfunc
+    from mlflow.entities import Metric
 
     import surgvqa
     from surgvqa.release.pyfunc import MergedVQAModel, requirements, signature
 
-    evaluation = read_json(release_dir / EVALUATION)
-    mlflow.set_tracking_uri(tracking.uri)
-    mlflow.set_registry_uri(tracking.uri)
-    mlflow.set_experiment(tracking.experiment)
-    with mlflow.start_run(run_name=f"release-{manifest['approach']}",
-                          tags={"kind": "release", "approach": manifest["approach"],
-                                "merged_sha256": manifest["merged_sha256"]}):
-        mlflow.log_artifacts(str(release_dir), RUN_ARTIFACTS)
-        mlflow.log_artifact(str(gate_path), RUN_ARTIFACTS)
-        mlflow.log_metrics({k: float(v) for k, v in {**evaluation["metrics"], **{
-            f"fidelity_{k}": v for k, v in evaluation["fidelity"].items()}}.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        info = mlflow.pyfunc.log_model(name="model", python_model=MergedVQAModel(),
-                                       artifacts={"merged": str(merged_dir)},
-                                       code_paths=[str(Path(surgvqa.__file__).parent)],
-                                       pip_requirements=requirements(), signature=signature())
-    return mlflow.register_model(info.model_uri, name, tags=tags)
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(tracking.experiment)
+    run = client.create_run(experiment_id, run_name=f"release-{manifest['approach']}",
+                            tags={"kind": "release", "approach": manifest["approach"],
+                                  "merged_sha256": manifest["merged_sha256"]})
+    run_id = run.info.run_id
+    try:
+        evaluation = read_json(release_dir / EVALUATION)
+        values = {**evaluation["metrics"], **{f"fidelity_{k}": v for k, v in evaluation["fidelity"].items()}}
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)])
+        client.log_artifacts(run_id, str(release_dir), RUN_ARTIFACTS)
+        client.log_artifact(run_id, str(gate_path), RUN_ARTIFACTS)
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "model"
+            mlflow.pyfunc.save_model(str(model_dir), python_model=MergedVQAModel(),
+                                     artifacts={"merged": str(merged_dir)},
+                                     code_paths=[str(Path(surgvqa.__file__).parent)],
+                                     pip_requirements=requirements(), signature=signature())
+            client.log_artifacts(run_id, str(model_dir), "model")
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+                                              tags=tags)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return version
+
+
+def rolled_back_from(events: list[dict], version: str) -> bool:
+    """Whether the latest event about `version` moving champion is a rollback away from it."""
+    moves = [e for e in events if e["action"] in ("promote", "rollback") and version in (e["version"], e["previous"])]
+    return bool(moves) and moves[-1]["action"] == "rollback" and moves[-1]["previous"] == version
 
 
 def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, report_path: Path,
@@ -139,13 +165,25 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     client = registry.client_for(tracking.uri)
     registry.ensure_registered_model(client, name)
     tags = version_tags(manifest, lineages, gate, test_sha256)
+    check_candidate(merged_dir, manifest)  # what is registered is what was gated, byte for byte
     version = registry.version_of_candidate(client, name, manifest["merged_sha256"])
     if version is None:
         version = register(client, name, merged_dir, release_dir, gate_path, manifest, tags, tracking)
-    else:  # a rerun: the same candidate is not registered twice
-        for key, value in tags.items():
-            client.set_model_version_tag(name, str(version.version), key, value)
-    version = client.get_model_version(name, str(version.version))
+    # A rerun finds the version registered before and keeps its tags: they record the gate it was registered
+    # with. A different verdict now (thresholds changed) is refused below, and a failing champion is named.
+    number = str(version.version)
+    recorded = client.get_model_version(name, number).tags.get("gate.passed")
+    if recorded != str(bool(gate["passed"])).lower():
+        champion = registry.alias_version(client, name, registry.CHAMPION)
+        hint = (" It is the champion: `surgvqa rollback` moves champion to the one before it."
+                if champion is not None and str(champion.version) == number else "")
+        raise SurgvqaError(f"{name} v{number} was registered with gate.passed = {recorded}, but {gate_path} now says "
+                           f"{str(bool(gate['passed'])).lower()} (the gate's thresholds or inputs changed).{hint} "
+                           "Nothing was changed")
+    if rolled_back_from(registry.history(client, name), number):
+        raise SurgvqaError(f"{name} v{number} was rolled back from champion; promoting the same candidate again "
+                           f"would undo that silently. Reinstate it deliberately with `surgvqa rollback --to {number}`")
+    version = client.get_model_version(name, number)
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
     if champion is not None and str(champion.version) == str(version.version):

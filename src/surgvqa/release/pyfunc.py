@@ -26,8 +26,11 @@ REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pillow", 
 
 
 def requirements() -> list[str]:
-    """pip requirements of the logged model, exactly pinned."""
-    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+    """pip requirements of the logged model, exactly pinned to public versions: a local build tag such as
+    torch's `+cpu` is dropped, so a GPU host installs its own build of the same release."""
+    from packaging.version import Version
+
+    return [f"{name}=={Version(version(name)).public}" for name in REQUIREMENTS]
 
 
 def signature():
