@@ -36,7 +36,7 @@ def test_a_merge_into_4bit_weights_is_caught_by_the_fidelity_thresholds(tiny_rel
     from surgvqa.model.load import base_record, load_base
     from surgvqa.model.prompts import render_prompt
     from surgvqa.release.candidate import answer, load_candidate
-    from surgvqa.release.evaluate_merged import fidelity, max_logit_difference
+    from surgvqa.release.evaluate_merged import fidelity, largest_difference, probe_logits
     from surgvqa.release.gate import threshold_check
 
     params, models = tiny_release["params"], tiny_release["models"]
@@ -57,8 +57,9 @@ def test_a_merge_into_4bit_weights_is_caught_by_the_fidelity_thresholds(tiny_rel
     unmerged = AdapterModels(load_adapters(base_model, {"model": models / "baseline"}))
     probe = [(it.image, render_prompt(it.question, candidate.answerer.prompt_candidates, candidate.prompt), "model")
              for it in items[:8]]
-    measured = fidelity(rows, reference) | {"max_logit_difference": max_logit_difference(
-        candidate.answerer.models, unmerged, processor, probe, None)}
+    measured = fidelity(rows, reference) | {"max_logit_difference": largest_difference(
+        probe_logits(candidate.answerer.models, processor, probe, None),
+        probe_logits(unmerged, processor, probe, None))}
     metrics = {"fidelity_max_logit_difference": measured["max_logit_difference"], "fidelity_ties": measured["ties"]}
     logit = threshold_check("merge fidelity: max logit difference", metrics, "fidelity_max_logit_difference",
                             params.gate.max_logit_difference, False)

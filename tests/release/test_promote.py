@@ -150,8 +150,9 @@ def test_a_stale_gate_registers_nothing(tiny_release, tmp_path):
     candidate = _candidate(tiny_release, tmp_path / "a", "a")
     gate = read_json(candidate["gate_path"])
     write_json(candidate["gate_path"], {**gate, "candidate": {**gate["candidate"], "merged_sha256": "f" * 64}})
-    with pytest.raises(SurgvqaError, match="gated another merged model or test split.*nothing was registered"):
+    with pytest.raises(SurgvqaError, match="is stale: it gated another merged model or test split"):
         _promote(candidate, uri)
+    assert registry.client_for(uri).search_registered_models() == []  # nothing was registered
 
 
 def test_compare_with_champion_counts_pairs_and_stage_drops():

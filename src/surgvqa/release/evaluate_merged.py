@@ -105,13 +105,6 @@ def largest_difference(merged: list, unmerged: list) -> float | None:
     return largest
 
 
-def max_logit_difference(merged, unmerged, processor, probe: list[tuple[Path, str, str]], system: str | None
-                         ) -> float | None:
-    """The largest |logit| difference between two model sets over probe (image, prompt, model name) triples."""
-    return largest_difference(probe_logits(merged, processor, probe, system),
-                              probe_logits(unmerged, processor, probe, system))
-
-
 def candidate_metrics(summary: dict) -> dict[str, float | None]:
     """The gate's metric names over a summary: strict overall and per stage, lenient and majority beside."""
     overall = summary["overall"]

@@ -142,9 +142,9 @@ def run(release_dir: Path, merged_dir: Path, splits_dir: Path, verify_report: Pa
     return report
 
 
-def verdict(gate_path: Path, merged_dir: Path, test_file: Path) -> dict:
-    """The recorded gate report, refused unless it passed for the candidate in models/merged (its files checked
-    against its manifest) and this test split."""
+def fresh_report(gate_path: Path, merged_dir: Path, test_file: Path) -> tuple[dict, dict]:
+    """(the recorded gate report, the manifest), refused unless the report gated the candidate on disk (its files
+    checked against its manifest) on this test split. Passed or failed: `verdict` and `promote` decide."""
     report = read_json(gate_path, hint="run `dvc repro gate` first")
     manifest = read_manifest(merged_dir)
     check_candidate(merged_dir, manifest)  # the files on disk, not only the manifest's word for them
@@ -153,6 +153,12 @@ def verdict(gate_path: Path, merged_dir: Path, test_file: Path) -> dict:
             test_file):
         raise SurgvqaError(f"{gate_path} is stale: it gated another merged model or test split than the ones on "
                            "disk; run `dvc repro` to gate the current candidate")
+    return report, manifest
+
+
+def verdict(gate_path: Path, merged_dir: Path, test_file: Path) -> dict:
+    """The recorded gate report, refused unless it is fresh (`fresh_report`) and passed."""
+    report, manifest = fresh_report(gate_path, merged_dir, test_file)
     if not report.get("passed"):
         raise SurgvqaError(f"the gate FAILED for candidate {manifest['merged_sha256'][:12]}: "
                            f"{', '.join(report.get('failed', [])) or 'no check passed'} (details: {gate_path})")

@@ -23,12 +23,13 @@ from pathlib import Path
 from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json, read_jsonl, write_json
-from surgvqa.model.lineage import LINEAGE_FILE, git_commit, sha256_file
+from surgvqa.model.lineage import LINEAGE_FILE, git_commit
 from surgvqa.names import STAGE_IDS
 from surgvqa.params.promote import PromoteParams
 from surgvqa.params.tracking import TrackingParams
 from surgvqa.release import registry
-from surgvqa.release.files import EVALUATION, PREDICTIONS, check_candidate, read_manifest
+from surgvqa.release.files import EVALUATION, PREDICTIONS
+from surgvqa.release.gate import fresh_report
 
 RUN_ARTIFACTS = "release"  # the release run's folder holding predictions.jsonl, evaluation.json, gate.json
 
@@ -152,42 +153,35 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
         promote: PromoteParams, tracking: TrackingParams) -> dict:
     """Register the candidate, compare it with the champion, move the aliases; raises when not promoted."""
     name = promote.registered_model
-    manifest = read_manifest(merged_dir)
-    gate = read_json(gate_path, hint="run `dvc repro gate` first")
-    test_sha256 = sha256_file(test_file)
-    gated = gate["candidate"]
-    if gated["merged_sha256"] != manifest["merged_sha256"] or gated["test_sha256"] != test_sha256:
-        raise SurgvqaError(f"{gate_path} gated another merged model or test split than the ones on disk: "
-                           "run `dvc repro` first; nothing was registered")
+    gate, manifest = fresh_report(gate_path, merged_dir, test_file)  # what is registered is what was gated
+    test_sha256 = gate["candidate"]["test_sha256"]
     if read_json(release_dir / EVALUATION)["candidate"]["merged_sha256"] != manifest["merged_sha256"]:
         raise SurgvqaError(f"{release_dir / EVALUATION} is stale: run `dvc repro`; nothing was registered")
     lineages = {n: read_json(merged_dir / n / LINEAGE_FILE) for n in manifest["models"]}
     client = registry.client_for(tracking.uri)
     registry.ensure_registered_model(client, name)
     tags = version_tags(manifest, lineages, gate, test_sha256)
-    check_candidate(merged_dir, manifest)  # what is registered is what was gated, byte for byte
     version = registry.version_of_candidate(client, name, manifest["merged_sha256"])
     if version is None:
         version = register(client, name, merged_dir, release_dir, gate_path, manifest, tags, tracking)
     # A rerun finds the version registered before and keeps its tags: they record the gate it was registered
     # with. A different verdict now (thresholds changed) is refused below, and a failing champion is named.
     number = str(version.version)
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    previous = str(champion.version) if champion is not None else None
+    already = previous == number
     recorded = client.get_model_version(name, number).tags.get("gate.passed")
     if recorded != str(bool(gate["passed"])).lower():
-        champion = registry.alias_version(client, name, registry.CHAMPION)
-        hint = (" It is the champion: `surgvqa rollback` moves champion to the one before it."
-                if champion is not None and str(champion.version) == number else "")
+        hint = " It is the champion: `surgvqa rollback` moves champion to the one before it." if already else ""
         raise SurgvqaError(f"{name} v{number} was registered with gate.passed = {recorded}, but {gate_path} now says "
                            f"{str(bool(gate['passed'])).lower()} (the gate's thresholds or inputs changed).{hint} "
                            "Nothing was changed")
     if rolled_back_from(registry.history(client, name), number):
         raise SurgvqaError(f"{name} v{number} was rolled back from champion; promoting the same candidate again "
                            f"would undo that silently. Reinstate it deliberately with `surgvqa rollback --to {number}`")
-    version = client.get_model_version(name, number)
 
-    champion = registry.alias_version(client, name, registry.CHAMPION)
-    if champion is not None and str(champion.version) == str(version.version):
-        comparison = {"passed": True, "detail": f"v{str(version.version)} is already champion"}
+    if already:
+        comparison = {"passed": True, "detail": f"v{number} is already champion"}
     elif champion is not None:
         champion_rows, why = _champion_rows(champion, test_sha256, tracking.uri)
         comparison = (compare_with_champion(read_jsonl(release_dir / PREDICTIONS), champion_rows,
@@ -195,30 +189,28 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
                       else {"passed": False, "detail": why})
     else:
         comparison = {"passed": True, "detail": "no champion yet"}
-    client.set_registered_model_alias(name, registry.CHALLENGER, str(version.version))
+    client.set_registered_model_alias(name, registry.CHALLENGER, number)
 
     promoted = bool(gate["passed"]) and comparison["passed"]
-    already = champion is not None and str(champion.version) == str(version.version)
-    previous = str(champion.version) if champion is not None else None
     reasons = ([] if gate["passed"] else [f"gate failed: {', '.join(gate['failed'])}"]) + (
         [] if comparison["passed"] else [f"against champion v{previous}: {comparison['detail']}"])
     if promoted and not already:
-        registry.set_champion(client, name, str(version.version))
+        registry.set_champion(client, name, number)
     if not already:
         registry.record_event(client, name, {"action": "promote" if promoted else "refused",
-                                             "version": str(version.version), "previous": previous,
+                                             "version": number, "previous": previous,
                                              "gate_passed": bool(gate["passed"]), "reasons": reasons})
     outcome = {"promotion.passed": str(promoted).lower(), "promotion.vs_champion": comparison["detail"]}
     for key, value in outcome.items():
-        client.set_model_version_tag(name, str(version.version), key, registry.tag_value(value))
+        client.set_model_version_tag(name, number, key, registry.tag_value(value))
     champion_now = registry.alias_version(client, name, registry.CHAMPION)
-    report = {"registered_model": name, "version": str(version.version), "merged_sha256": manifest["merged_sha256"],
+    report = {"registered_model": name, "version": number, "merged_sha256": manifest["merged_sha256"],
               "test_sha256": test_sha256, "gate_passed": bool(gate["passed"]), "vs_champion": comparison,
               "previous_champion": previous, "promoted": promoted,
               "champion": str(champion_now.version) if champion_now else None, "reasons": reasons,
               "tracking_uri": tracking.uri}
     write_json(report_path, report)
-    print(f"promote: {name} v{str(version.version)} (challenger); vs champion: {comparison['detail']}")
+    print(f"promote: {name} v{number} (challenger); vs champion: {comparison['detail']}")
     if not promoted:
         raise SurgvqaError(f"not promoted: {'; '.join(reasons)}. champion stays at "
                            f"{'v' + previous if previous else 'none'} (details: {report_path})")
