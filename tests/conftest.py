@@ -6,6 +6,11 @@ import csv
 import dataclasses
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,6 +58,37 @@ def write_raw(raw_dir: Path, rows: list[tuple[str, str, str, str]], images: dict
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store and its own artifact root, stopped after."""
+    store = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
+                             "--artifacts-destination", str(store / "artifacts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer /health within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 from tests.model_fixtures import tiny_adapters, tiny_project, tiny_release  # noqa: E402,F401 - session fixtures

@@ -101,6 +101,6 @@ def expand_foreach(stages: dict) -> dict[str, dict]:
         pairs = items.items() if isinstance(items, dict) else ((str(i), i) for i in items)
         for key, item in pairs:
             text = repr(stage["do"])
-            text = re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text)
+            text = re.sub(r"\$\{item\.(\w+)\}", lambda m, item=item: str(item[m.group(1)]), text)
             out[f"{name}@{key}"] = ast.literal_eval(text.replace("${item}", str(item)))
     return out

@@ -143,3 +143,16 @@ def test_a_section_that_is_not_a_mapping_is_an_error_naming_it(tmp_path):
 def test_missing_file_says_how_to_fix(tmp_path):
     with pytest.raises(ParamsError, match="--params"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_the_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
+    """CI passes its MLflow server as SURGVQA_TRACKING_URI; MLFLOW_TRACKING_URI (which mlflow.set_tracking_uri
+    writes) never overrides params.yaml."""
+    from surgvqa.params.tracking import TrackingParams
+
+    tracking = TrackingParams(uri="sqlite:///mlflow.db", experiment="surgvqa")
+    monkeypatch.delenv("SURGVQA_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert tracking.resolved_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("SURGVQA_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.resolved_uri() == "http://127.0.0.1:5000"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,15 +61,54 @@ def _dvc_remotes() -> list[str]:
     try:
         out = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise SurgvqaError(f"could not ask DVC for its remotes ({e}); is dvc installed and is this a DVC repo?")
+        raise SurgvqaError(f"could not ask DVC for its remotes ({e}); is dvc installed and is this a DVC repo?"
+                           ) from None
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _check_raw_is_recorded(raw_dir: Path) -> None:
+    """Fail when data/raw is not the data data.dvc records (after a profile switch, say): the pipeline would
+    otherwise run on other data than the profile's."""
+    if not Path("data.dvc").is_file():
+        return  # nothing recorded yet: the first `dvc add data/raw` records it
+    done = subprocess.run(["dvc", "status", "--json", "data.dvc"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SurgvqaError(f"`dvc status data.dvc` failed: {done.stderr.strip() or done.stdout.strip()}")
+    changes = json.loads(done.stdout[done.stdout.index("{"):]).get("data.dvc", [])
+    states = {state for change in changes if isinstance(change, dict)
+              for state in change.get("changed outs", {}).values()}
+    # "not in cache" means the bytes are the recorded ones but were never cached (a generated sample): fine.
+    if states - {"not in cache"}:
+        raise SurgvqaError(f"{raw_dir} is not the data data.dvc records (a profile switch, or an import not yet "
+                           "recorded): `dvc checkout data.dvc` (or `dvc pull data.dvc`) fetches the recorded data; "
+                           f"for a generated sample, remove {raw_dir} and run `surgvqa data ensure`; "
+                           "`dvc commit -f data.dvc` records what is there instead")
+
+
+def _cmd_summary(args) -> None:
+    from surgvqa.profile import active
+    from surgvqa.release.gate import table
+
+    compare, gate = Path(args.reports) / "compare.md", Path(args.reports) / "gate.json"
+    print(f"## surgvqa validation: profile {active(args.params) or '(params.yaml names none)'}\n")
+    if gate.is_file():
+        report = json.loads(gate.read_text())
+        candidate = report.get("candidate", {})
+        print(f"### Release gate: {'PASSED' if report['passed'] else 'FAILED'} for merged {candidate.get('approach')} "
+              f"{str(candidate.get('merged_sha256'))[:12]}\n\n```\n{table(report)}\n```\n")
+    else:
+        print(f"### Release gate: no {gate} (the pipeline stopped before the gate)\n")
+    print(compare.read_text() if compare.is_file() else f"### Comparison: no {compare}\n")
+    if not gate.is_file() or not compare.is_file():
+        raise SurgvqaError(f"the summary is incomplete: {gate} or {compare} is missing")
 
 
 def _cmd_ensure(args) -> None:
     from surgvqa.data.raw import METADATA, RAW_DIR
 
     if (RAW_DIR / METADATA).is_file():
-        print(f"data: {RAW_DIR} is present")
+        _check_raw_is_recorded(RAW_DIR)
+        print(f"data: {RAW_DIR} is present and is the data data.dvc records")
         return
     if RAW_DIR.exists() and any(RAW_DIR.iterdir()):
         raise SurgvqaError(f"{RAW_DIR} exists but has no {METADATA}: remove it, or fill it with "
@@ -89,6 +130,53 @@ def _cmd_check_gate(args) -> None:
     report = verdict(Path(args.gate), Path(args.merged), Path(args.test))
     print(table(report))
     print(f"gate PASSED for candidate {report['candidate']['merged_sha256'][:12]}: `surgvqa promote` may register it")
+
+
+def _cmd_profile_list(args) -> None:
+    from surgvqa import profile
+
+    current = profile.active(args.params)
+    for name in profile.names():
+        print(f"{'*' if name == current else ' '} {name}")
+
+
+def _cmd_profile_use(args) -> None:
+    from surgvqa import profile
+
+    changed = profile.use(args.name)
+    print(f"profile: {args.name} is active ({len(changed)} values changed"
+          f"{': ' + ', '.join(changed) if changed else ''}); `dvc params diff` shows them, `dvc repro` reruns "
+          "what they touch")
+    if profile.DATA_FILE in changed:
+        print("profile: data.dvc now records this profile's raw data: `surgvqa data ensure` checks data/raw "
+              "against it and `dvc checkout data.dvc` (or `dvc pull data.dvc`) fetches it")
+
+
+def _cmd_profile_check(args) -> None:
+    from surgvqa import profile
+
+    print(f"profile: params.yaml and data.dvc are exactly profile {profile.check()}")
+
+
+def _cmd_repro(args) -> None:
+    """The main job without the install step (scripts/repro.sh installs, then runs this)."""
+    from surgvqa import profile
+
+    if args.profile not in (None, profile.ACTIVE):
+        _cmd_profile_use(argparse.Namespace(name=args.profile))
+    _cmd_params_check(args)  # every section at once, before any stage runs
+    _cmd_ensure(args)
+    # Under `mlflow run` the project's run id is in MLFLOW_RUN_ID, and mlflow.start_run() would try to resume
+    # that run (in another store, perhaps) for every stage: each stage logs its own run instead.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    if subprocess.run(["dvc", "repro", *args.dvc_args], env=env).returncode != 0:
+        raise SurgvqaError("`dvc repro` failed (the failing stage says why, above)")
+    # A failed gate never passes for a pass: after a whole run the job fails here, naming the failed checks (a
+    # missing or stale reports/gate.json fails too). A partial run (a stage name) has no release to judge;
+    # options alone (--force, --pull) still run the whole pipeline.
+    if all(arg.startswith("-") for arg in args.dvc_args):
+        _cmd_check_gate(argparse.Namespace(gate="reports/gate.json", merged="models/merged",
+                                           test="data/split/test.jsonl"))
 
 
 def _cmd_params_check(args) -> None:
@@ -123,9 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--merged", default="models/merged")
     s.add_argument("--test", default="data/split/test.jsonl")
     s.set_defaults(func=_cmd_check_gate)
+    s = sub.add_parser("repro", help="the main job: params check, raw data, `dvc repro`, and after a whole run "
+                       "the gate (scripts/repro.sh installs first, then runs this)")
+    s.add_argument("--profile", help="make this profile active first (`active`, the default: keep the active one)")
+    s.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc repro` (a stage name, --force, ...)")
+    s.set_defaults(func=_cmd_repro)
+    s = sub.add_parser("summary", help="the gate report and the comparison table as Markdown (a CI job summary)")
+    s.add_argument("--reports", default="reports")
+    s.set_defaults(func=_cmd_summary)
     s = sub.add_parser("params", help="check params.yaml").add_subparsers(dest="params_command", required=True)
     s.add_parser("check", help="load every section: a missing, unknown or invalid key is an error").set_defaults(
         func=_cmd_params_check)
+    s = sub.add_parser("profile", help="named sets of params and data (profiles/): list, switch, check"
+                       ).add_subparsers(dest="profile_command", required=True)
+    s.add_parser("list", help="the profiles; * marks the active one").set_defaults(func=_cmd_profile_list)
+    u = s.add_parser("use", help="make a profile active: writes params.yaml and data.dvc (DVC tracks both)")
+    u.add_argument("name")
+    u.set_defaults(func=_cmd_profile_use)
+    s.add_parser("check", help="fail unless params.yaml and data.dvc are exactly their profile's").set_defaults(
+        func=_cmd_profile_check)
     for name, module in STAGE_COMMANDS.items():  # listed for --help; main() hands their arguments on untouched
         sub.add_parser(name, add_help=False, help=f"the `{module}` stage (`surgvqa {name} --help`)")
     return p
@@ -139,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     while i < len(argv) and argv[i].startswith("-"):
         i += 1 if "=" in argv[i] or argv[i] in ("-h", "--help") else 2
     top, rest = (argv[: i + 1], argv[i + 1:]) if i < len(argv) and argv[i] in STAGE_COMMANDS else (argv, [])
-    args = build_parser().parse_args(top)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(top)
+    if unknown and args.command != "repro":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # `surgvqa repro --force`: dvc repro's own options
+        args.dvc_args = [*unknown, *args.dvc_args]
     if args.command in STAGE_COMMANDS:
         return importlib.import_module(STAGE_COMMANDS[args.command]).main(["--params", str(args.params), *rest])
     try:

@@ -66,4 +66,5 @@ def read_json(path: Path, hint: str = "run the stage that writes it first (dvc r
 def write_json(path: Path, obj: dict) -> None:
     """Write a JSON report, pretty and with sorted keys so DVC diffs stay readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")

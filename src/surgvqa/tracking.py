@@ -23,7 +23,7 @@ def start_run(tracking: TrackingParams, run_name: str, tags: dict[str, str], res
     """Start (or, after an interruption, resume) the MLflow run of one training stage."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.uri)
+    mlflow.set_tracking_uri(tracking.resolved_uri())
     mlflow.set_experiment(tracking.experiment)
     if resume_run_id:
         return mlflow.start_run(run_id=resume_run_id)
@@ -85,7 +85,7 @@ def find_adapter_run(tracking: TrackingParams, lineage: dict) -> str | None:
     # These go into a filter string: only the shapes lineage records can hold.
     if not re.fullmatch(r"[0-9a-f]{64}", adapter_sha256) or lineage["approach"] not in APPROACHES:
         raise ValueError(f"not an adapter lineage: sha256 {adapter_sha256!r}, approach {lineage['approach']!r}")
-    client = MlflowClient(tracking_uri=tracking.uri)
+    client = MlflowClient(tracking_uri=tracking.resolved_uri())
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is None:
         return None

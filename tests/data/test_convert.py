@@ -46,7 +46,8 @@ def test_run_fails_above_the_share_and_keeps_the_rejects(tmp_path):
     with pytest.raises(SurgvqaError, match="1 of 2 inline records are malformed"):
         run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", section("convert", max_bad_fraction=0.0))
     assert len(read_jsonl(tmp_path / "out" / "rejected.jsonl")) == 1
-    report = run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json", section("convert", max_bad_fraction=0.5))
+    report = run(tmp_path / "inline.jsonl", tmp_path / "out", tmp_path / "r.json",
+                 section("convert", max_bad_fraction=0.5))
     assert report["qa_rows"] == 1 and len(read_jsonl(tmp_path / "out" / "cxrtrek.jsonl")) == 1
 
 

@@ -109,4 +109,5 @@ def test_limit_compares_counts_not_a_rounded_share(tmp_path):
     raw = write_raw(tmp_path / "raw", rows, {"a": jpeg_bytes(7)})
     with pytest.raises(SurgvqaError):
         run(raw, tmp_path / "out", tmp_path / "r.json", section("ingest", max_bad_fraction=0.2499))
-    assert run(raw, tmp_path / "out", tmp_path / "r.json", section("ingest", max_bad_fraction=0.25))["rows_quarantined"] == 1
+    report = run(raw, tmp_path / "out", tmp_path / "r.json", section("ingest", max_bad_fraction=0.25))
+    assert report["rows_quarantined"] == 1

@@ -5,7 +5,6 @@ from surgvqa.evaluate.compare import compare, markdown, paired_result
 from surgvqa.evaluate.metrics import summarise
 from tests.conftest import section
 
-
 CONFIDENCE = 0.95
 
 

@@ -52,6 +52,7 @@ def test_not_relevant_is_strict_but_lenient_lets_no_through():
 
 
 @pytest.mark.parametrize("question", [Q_INSTRUMENT_COUNT, "how many  instrumnets are in the image?",
-                                      "How many instruments are in the image?", " How many instrumnets are in the image? "])
+                                      "How many instruments are in the image?",
+                                      " How many instrumnets are in the image? "])
 def test_the_real_typo_and_its_fix_are_the_same_count_question(question):
     assert question_type(question) == "count"

@@ -5,12 +5,12 @@ import pytest
 from surgvqa.evaluate.metrics import majority_answers, summarise
 from tests.conftest import section
 
-
 _IMAGES = itertools.count()
 
 
 def _row(stage, qtype, question, strict, lenient, majority, prediction="x", answer="x"):
-    return {"img_id": f"img{next(_IMAGES)}", "stage": stage, "qtype": qtype, "question": question, "strict": strict, "lenient": lenient,
+    return {"img_id": f"img{next(_IMAGES)}", "stage": stage, "qtype": qtype, "question": question, "strict": strict,
+            "lenient": lenient,
             "majority": majority, "prediction": prediction, "answer": answer}
 
 

@@ -83,13 +83,12 @@ def test_context_template_comes_from_params():
 def test_the_engine_agrees_with_the_reference(tiny_project, tiny_adapters, decoding, approach, mode):
     from surgvqa.evaluate.evaluate import approach_adapters
     from surgvqa.infer.constrained import build_tries
-    from surgvqa.model.prompts import answer_choices
     from surgvqa.infer.generate import load_adapters
     from surgvqa.infer.reference import load_separate, reference_answers
     from surgvqa.infer.routing import read_stage_table, route
     from surgvqa.io import read_jsonl
     from surgvqa.model.load import base_record, load_base
-    from surgvqa.model.prompts import candidate_sets
+    from surgvqa.model.prompts import answer_choices, candidate_sets
     from surgvqa.model.sft import image_of
 
     project = tiny_project

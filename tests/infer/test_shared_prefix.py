@@ -38,12 +38,11 @@ def stage_model(tiny_project, tiny_adapters):
 
 def test_answers_equal_generate_and_each_prefix_runs_once(tiny_project, stage_model, monkeypatch):
     from surgvqa.infer.constrained import build_tries
-    from surgvqa.model.prompts import answer_choices
     from surgvqa.infer.engine import context_prompt
     from surgvqa.infer.reference import answer_one
     from surgvqa.infer.shared_prefix import decode_constrained
     from surgvqa.io import read_jsonl
-    from surgvqa.model.prompts import candidate_sets, render_prompt
+    from surgvqa.model.prompts import answer_choices, candidate_sets, render_prompt
     from surgvqa.model.sft import chat_text, image_of, load_image
 
     project, (model, processor) = tiny_project, stage_model
@@ -57,7 +56,8 @@ def test_answers_equal_generate_and_each_prefix_runs_once(tiny_project, stage_mo
     for r in rows:  # every other image's questions carry context, so prefixes differ in length across images
         prompt = render_prompt(r["question"], candidate_sets(train), project["params"].prompt)
         shared = context if images.index(r["img_id"]) % 2 else []
-        prompts.append((image_of(project["raw"], r["img_id"]), context_prompt(prompt, shared, project["params"].evaluate)))
+        prompts.append((image_of(project["raw"], r["img_id"]),
+                        context_prompt(prompt, shared, project["params"].evaluate)))
     row_tries = [tries[r["question"]] for r in rows]
     assert len({img for img, _ in prompts}) < len(prompts)  # several questions per image
 

@@ -7,8 +7,8 @@ import pytest
 
 from surgvqa.errors import SurgvqaError
 from surgvqa.model.base import run
-from surgvqa.model.load import base_record
 from surgvqa.model.lineage import sha256_weights
+from surgvqa.model.load import base_record
 from surgvqa.model.processor import QWEN2_VL_CHAT_TEMPLATE, ImageOnlyQwen2VLProcessor, load_processor
 
 
@@ -25,7 +25,8 @@ def test_tiny_base_loads_offline_through_the_qwen2_vl_classes(tiny_project):
     assert proc.tokenizer.eos_token == "<|im_end|>" and proc.tokenizer.pad_token == "<|endoftext|>"
     record = base_record(base)
     assert record["name"] == "tiny" and record["content_hash"] == sha256_weights(base)
-    assert record["pretraining"]["steps"] > 0 and record["pretraining"]["final_loss"] < record["pretraining"]["first_loss"]
+    stats = record["pretraining"]
+    assert stats["steps"] > 0 and stats["final_loss"] < stats["first_loss"]
     assert not list(base.glob("*.bin")), "weights must be safetensors only"
 
 

@@ -7,14 +7,20 @@ import torch
 
 from surgvqa.errors import SurgvqaError
 from surgvqa.model.load import base_record, load_base
-from surgvqa.model.lora import (check_trainable_is_lora, continue_adapter, lora_parameter_count, new_adapter,
-                                trainable_names)
+from surgvqa.model.lora import (
+    check_trainable_is_lora,
+    continue_adapter,
+    lora_parameter_count,
+    new_adapter,
+    trainable_names,
+)
 from surgvqa.model.sft import Collator, Example, encode, image_of
 
 
 def _batch(tiny_project, processor, n=4):
     ids = sorted(p.stem for p in (tiny_project["raw"] / "images").glob("*.jpg"))[:n]
-    examples = [Example(image_of(tiny_project["raw"], i), "Is there text?", a) for i, a in zip(ids, "yes no yes no".split())]
+    examples = [Example(image_of(tiny_project["raw"], i), "Is there text?", a)
+                for i, a in zip(ids, "yes no yes no".split())]
     return Collator(processor.tokenizer.pad_token_id)([encode(processor, e, 512) for e in examples])
 
 
@@ -82,8 +88,10 @@ def test_qlora_trains_on_cpu_with_vision_and_head_unquantized(tiny_project):
     quantized = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert quantized and all("language_model" in n for n in quantized)
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)
-    assert all(m.support_avx512bf16_for_cpu is False for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit))
-    model = _fresh(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False), tiny_project["params"].lora)
+    assert all(m.support_avx512bf16_for_cpu is False for n, m in model.named_modules()
+               if isinstance(m, bnb.nn.Linear4bit))
+    model = _fresh(prepare_model_for_kbit_training(model, use_gradient_checkpointing=False),
+                   tiny_project["params"].lora)
     check_trainable_is_lora(model)
     lora_b = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     losses = _steps(model, _batch(tiny_project, processor), n=3, eval_between=True)

@@ -41,7 +41,8 @@ def test_collator_pads_with_no_loss_and_no_attention(tiny_project):
     n = len(short["input_ids"])
     assert batch["input_ids"].shape == (2, len(long["input_ids"]))
     assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(long["input_ids"]) - n)
-    assert (batch["labels"][0, n:] == IGNORE_INDEX).all() and (batch["input_ids"][0, n:] == processor.tokenizer.pad_token_id).all()
+    assert (batch["labels"][0, n:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][0, n:] == processor.tokenizer.pad_token_id).all()
     assert torch.equal(batch["labels"][1], long["labels"])
     assert batch["pixel_values"].shape[0] == short["pixel_values"].shape[0] * 2
 

@@ -449,3 +449,16 @@ def test_verdict_without_a_gate_report_says_how_to_make_one(tmp_path):
     paths = write_project(tmp_path, passing_case())
     with pytest.raises(SurgvqaError, match="dvc repro gate"):
         gate.verdict(paths["out"], paths["merged_dir"], paths["splits_dir"] / "test.jsonl")
+
+
+def test_majority_comparison_without_a_significance_is_reported_not_required():
+    """gate.significance: null (the test profile) keeps the comparison in the report but does not require it."""
+    rows = [{"strict": False, "majority": True}] * 6 + [{"strict": True, "majority": True}] * 2
+    required = gate.majority_check(rows, 0.05)
+    reported = gate.majority_check(rows, None)
+    assert not required["passed"] and reported["passed"]
+    assert reported["value"] == required["value"] == {"wins": 0, "ties": 2, "losses": 6,
+                                                       "p_value": required["value"]["p_value"]}
+    assert "losses 6" in reported["detail"] and "not required: gate.significance is null" in reported["detail"]
+    with pytest.raises(Exception, match="significance"):
+        section("gate", significance=1.0)

@@ -4,11 +4,6 @@ failed gate) are made by editing copies of its files, as a different candidate's
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -167,36 +162,6 @@ def test_compare_with_champion_counts_pairs_and_stage_drops():
     assert swap["passed"] and (swap["wins"], swap["losses"]) == (1, 1) and swap["stage_drop"]["1"] == 0.5
     assert not promote.compare_with_champion(rows([False, True, True, False, True, False]), champion, 0.4)["passed"]
     assert "not comparable" in promote.compare_with_champion(rows([True] * 5), champion, 1.0)["detail"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store and its own artifact root, stopped after."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "artifacts")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health within 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_promotion_through_a_real_mlflow_server(tiny_release, tmp_path, mlflow_server):

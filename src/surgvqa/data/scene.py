@@ -123,7 +123,8 @@ def sample_scene(seed: int, index: int) -> Scene:
         colour = rng.choice(ABNORMALITY_COLOURS[kind])
         s.abnormalities += [Thing(kind, c, colour) for c in _take_cells(rng, free, rng.randint(1, 2))]
         if rng.random() < 0.5:
-            s.landmarks += [Thing("z-line", c, rng.choice(LANDMARK_COLOURS["z-line"])) for c in _take_cells(rng, free, 1)]
+            s.landmarks += [Thing("z-line", c, rng.choice(LANDMARK_COLOURS["z-line"]))
+                            for c in _take_cells(rng, free, 1)]
     elif source == "Instrument":
         kinds = rng.sample(Q.INSTRUMENTS, rng.choices((1, 2, 3), weights=(5, 3, 1))[0])
         if rng.random() < 0.4:  # after a polypectomy: a clip on the scar, no polyp left

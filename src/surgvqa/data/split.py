@@ -15,6 +15,7 @@ from surgvqa.io import read_jsonl, write_json, write_jsonl
 from surgvqa.names import SPLITS, STAGE_IDS
 from surgvqa.params.split import SplitParams
 
+
 def assign_images(img_ids: list[str], ratios: SplitParams) -> dict[str, str]:
     """img_id -> split; depends only on the set of ids, the ratios and the seed (not on row order)."""
     ids = sorted(set(img_ids))

@@ -47,7 +47,8 @@ def compare(reports: dict[str, dict], predictions: dict[str, list[dict]], confid
         raise SurgvqaError(f"approaches were evaluated with different primary modes {sorted(modes)}: "
                            "use one evaluate.modes for all")
     mode = modes.pop()
-    shared = sorted((m for m in next(iter(reports.values()))["modes"] if all(m in r["modes"] for r in reports.values())),
+    shared = sorted((m for m in next(iter(reports.values()))["modes"]
+                     if all(m in r["modes"] for r in reports.values())),
                     key=lambda m: m != mode)  # the primary mode first
     out = {"mode": mode, "approaches": {}, "paired": {m: {} for m in shared}, "context_vs_independent": {}}
     for a, rep in reports.items():

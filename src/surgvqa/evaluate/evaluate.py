@@ -184,7 +184,7 @@ def _log_to_mlflow(approach: str, dirs: dict[str, Path], report: dict, metrics: 
     tags = {"approach": approach, "kind": "evaluation", "decoding": evaluate.decoding,
             "primary_mode": evaluate.modes[0], "base_model": next(iter(lineage.values()))["base"]["name"],
             **{f"adapter_sha256.{n}": rec["adapter_sha256"] for n, rec in lineage.items()},
-            **{f"adapter_run.{n}": run or f"not found in {tracking.uri}" for n, run in runs.items()}}
+            **{f"adapter_run.{n}": run or f"not found in {tracking.resolved_uri()}" for n, run in runs.items()}}
     with mlflow_tracking.start_run(tracking, f"evaluate-{approach}", tags):
         mlflow_tracking.log_params({"evaluate": vars(evaluate), "items": report["items"]})
         mlflow_tracking.log_metrics(metrics)

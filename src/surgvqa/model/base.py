@@ -1,9 +1,11 @@
-"""Stage `base`: build (tiny) or resolve (Hub id or local path) the base model and record its lineage.
+"""Stage `base`: build (tiny, synthetic) or resolve (Hub id or local path) the base model and record its lineage.
 
 `model.base: tiny` builds the embedded tiny Qwen2-VL into the stage's output folder and pretrains it on image
-descriptions (see pretrain.py). Anything else is a Hugging Face id or a local path; the stage then records
-what it resolved to (the Hub commit or a content hash of the weights) in base.json, so an adapter's lineage
-names exactly the weights it was trained on. Both kinds load through the same Qwen2-VL classes (load.py).
+descriptions (see pretrain.py). `model.base: synthetic-qwen2-vl-2b` builds a random Qwen2-VL with the real
+2B model's dimensions, for measuring speed and memory offline (synthetic.py; no pretraining, its answers
+mean nothing). Anything else is a Hugging Face id or a local path; the stage then records what it resolved
+to (the Hub commit or a content hash of the weights) in base.json, so an adapter's lineage names exactly the
+weights it was trained on. All kinds load through the same Qwen2-VL classes (load.py).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from surgvqa.data.raw import RAW_DIR
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_json
 from surgvqa.model.lineage import BASE_FILE, sha256_weights
+from surgvqa.model.synthetic import SYNTHETIC_BASE
 from surgvqa.params.model import ModelParams
 from surgvqa.params.prompt import PromptParams
 
 
-def _corpus(train_rows: list[dict], descriptions: dict[str, str], prompt: PromptParams) -> list[str]:
-    """The texts the tiny tokenizer is trained on: everything a prompt or an answer can hold."""
+def tokenizer_corpus(train_rows: list[dict], descriptions: dict[str, str], prompt: PromptParams) -> list[str]:
+    """The texts a locally built base's tokenizer is trained on: everything a prompt or an answer can hold."""
     from surgvqa.data import questions as Q
     from surgvqa.model.prompts import QTYPE_WORDING
 
@@ -35,9 +38,41 @@ def _corpus(train_rows: list[dict], descriptions: dict[str, str], prompt: Prompt
 
 def _refuse_prequantized(config: dict, where: str) -> None:
     if config.get("quantization_config"):
-        raise SurgvqaError(f"{where} is a pre-quantized checkpoint ({config['quantization_config'].get('quant_method')}):"
-                           " use the full-precision model; set model.quantize: 4bit to quantize it at load time, "
+        method = config["quantization_config"].get("quant_method")
+        raise SurgvqaError(f"{where} is a pre-quantized checkpoint ({method}): use the full-precision model;"
+                           " set model.quantize: 4bit to quantize it at load time, "
                            "so the adapter can later be merged into full-precision weights")
+
+
+def _build_tiny(out_dir: Path, train_file: Path, raw_dir: Path, model: ModelParams, prompt: PromptParams) -> dict:
+    """The tiny base, pretrained on descriptions of the training images."""
+    from surgvqa.model.pretrain import describe_images, pretrain
+    from surgvqa.model.tiny import build_tiny
+
+    rows = read_jsonl(train_file)
+    descriptions = describe_images(rows)
+    tiny = model.tiny
+    build_tiny(out_dir, tokenizer_corpus(rows, descriptions, prompt), tiny, model.image_pixels)
+    stats = {}
+    if tiny.pretrain_epochs > 0:
+        stats = pretrain(out_dir, raw_dir, descriptions, prompt.describe, tiny.pretrain_epochs,
+                         tiny.pretrain_learning_rate, tiny.pretrain_batch_size, tiny.seed, out_dir.parent / ".pretrain")
+    return {"name": "tiny", "source": str(out_dir), "revision": None, "content_hash": sha256_weights(out_dir),
+            "kind": "tiny", "pretraining": stats}
+
+
+def _build_synthetic(out_dir: Path, train_file: Path, model: ModelParams, prompt: PromptParams) -> dict:
+    """The random 2B, in the dtype it will load in (bfloat16 on a GPU), seeded by model.tiny.seed."""
+    from surgvqa.device import pick_device, pick_dtype
+    from surgvqa.model import synthetic
+    from surgvqa.model.pretrain import describe_images
+
+    rows = read_jsonl(train_file)
+    dtype = pick_dtype(model.dtype, pick_device(model.device))
+    synthetic.build_synthetic(out_dir, tokenizer_corpus(rows, describe_images(rows), prompt), model.image_pixels,
+                              model.tiny.seed, dtype)
+    return {"name": SYNTHETIC_BASE, "source": str(out_dir), "revision": None, "content_hash": sha256_weights(out_dir),
+            "kind": "synthetic"}
 
 
 def _resolve_external(model: ModelParams) -> dict:
@@ -62,25 +97,14 @@ def _resolve_external(model: ModelParams) -> dict:
 
 def run(out_dir: Path, train_file: Path, raw_dir: Path, report: Path, model: ModelParams,
         prompt: PromptParams) -> dict:
-    """The stage: build (tiny) or resolve (Hub id or path) the base, write base.json and a report."""
+    """The stage: build (tiny, synthetic) or resolve (Hub id or path) the base, write base.json and a report."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     if model.base == "tiny":
-        from surgvqa.model.pretrain import describe_images, pretrain
-        from surgvqa.model.tiny import build_tiny
-
-        rows = read_jsonl(train_file)
-        descriptions = describe_images(rows)
-        tiny = model.tiny
-        build_tiny(out_dir, _corpus(rows, descriptions, prompt), tiny, model.image_pixels)
-        stats = {}
-        if tiny.pretrain_epochs > 0:
-            stats = pretrain(out_dir, raw_dir, descriptions, prompt.describe, tiny.pretrain_epochs,
-                             tiny.pretrain_learning_rate, tiny.pretrain_batch_size, tiny.seed,
-                             out_dir.parent / ".pretrain")
-        record = {"name": "tiny", "source": str(out_dir), "revision": None, "content_hash": sha256_weights(out_dir),
-                  "kind": "tiny", "pretraining": stats}
+        record = _build_tiny(out_dir, train_file, raw_dir, model, prompt)
+    elif model.base == SYNTHETIC_BASE:
+        record = _build_synthetic(out_dir, train_file, model, prompt)
     else:
         record = _resolve_external(model)
     record.update(dtype=model.dtype, image_pixels=model.image_pixels)

@@ -61,7 +61,8 @@ def check_trainable_is_lora(model) -> int:
     lora = lora_parameter_count(model)
     stray = [n for n in trainable_names(model) if "lora_" not in n]
     if stray:
-        raise SurgvqaError(f"{len(stray)} non-LoRA parameters would train (first: {stray[0]}): the base must stay frozen")
+        raise SurgvqaError(f"{len(stray)} non-LoRA parameters would train (first: {stray[0]}): "
+                           "the base must stay frozen")
     if trainable != lora or lora == 0:
         raise SurgvqaError(f"{trainable} trainable parameters but {lora} LoRA parameters: an adapter loaded for "
                            "training must use is_trainable=True")

@@ -15,7 +15,8 @@ class GateParams:
 
     min_strict_overall: float  # strict accuracy of the merged candidate on the test split
     min_strict_stage: list[float]  # one floor per stage, stage 1 first
-    significance: float  # the exact McNemar p-value against the majority answer must be below this
+    significance: float | None  # the exact McNemar p-value against the majority answer must be below this
+    # (null: reported, not required; only for the test profile, whose model is trained for two steps)
     min_fidelity_ties: float  # share of test items the merged model answers exactly as base + adapters
     max_fidelity_strict_drop: float  # strict accuracy of base + adapters minus the merged model's
     max_logit_difference: float  # largest |logit| difference on the probe batch
@@ -27,7 +28,7 @@ class GateParams:
             raise ParamsError(f"min_strict_stage: one value per stage {list(STAGE_IDS)}, got {self.min_strict_stage}")
         for i, value in enumerate(self.min_strict_stage):
             check_fraction(f"min_strict_stage[{i}]", value)
-        if not 0 < self.significance < 1:
+        if self.significance is not None and not 0 < self.significance < 1:
             raise ParamsError(f"significance: must be in (0, 1), got {self.significance}")
         check_fraction("min_fidelity_ties", self.min_fidelity_ties)
         check_fraction("max_fidelity_strict_drop", self.max_fidelity_strict_drop)

@@ -19,4 +19,5 @@ class SanityParams:
 
     def __post_init__(self) -> None:
         if min(self.samples, self.steps, self.batch_size) < 1 or self.learning_rate <= 0 or self.max_final_loss <= 0:
-            raise ParamsError("samples, steps and batch_size: must be at least 1; learning_rate and max_final_loss: > 0")
+            raise ParamsError("samples, steps and batch_size: must be at least 1; "
+                              "learning_rate and max_final_loss: > 0")

@@ -52,8 +52,11 @@ def threshold_check(name: str, metrics: dict, metric: str, threshold: float, gre
                   f"{threshold:g}")
 
 
-def majority_check(rows: list[dict], significance: float) -> dict:
-    """Paired against the per-question majority answer on the same items: wins must exceed losses, significantly."""
+def majority_check(rows: list[dict], significance: float | None) -> dict:
+    """Paired against the per-question majority answer on the same items: wins must exceed losses, significantly.
+
+    significance None (the test profile's gate, which proves the release path on a model trained two steps)
+    reports the comparison without requiring it; the integrity checks still apply."""
     from surgvqa.evaluate.stats import paired
 
     if not rows or any(not isinstance(r.get("strict"), bool) or not isinstance(r.get("majority"), bool)
@@ -61,11 +64,13 @@ def majority_check(rows: list[dict], significance: float) -> dict:
         return _check("beats the majority answer", False, None, significance,
                       "predictions are missing or lack strict/majority correctness: fail closed")
     result = paired([r["strict"] for r in rows], [r["majority"] for r in rows])
-    passed = result.wins > result.losses and result.p_value < significance
-    return _check("beats the majority answer", passed, {"wins": result.wins, "ties": result.ties,
-                                                       "losses": result.losses, "p_value": result.p_value},
+    beats = result.wins > result.losses and (significance is None or result.p_value < significance)
+    needs = ("not required: gate.significance is null" if significance is None
+             else f"needs wins > losses and p < {significance:g}")
+    return _check("beats the majority answer", beats or significance is None,
+                  {"wins": result.wins, "ties": result.ties, "losses": result.losses, "p_value": result.p_value},
                   significance, f"wins {result.wins}, ties {result.ties}, losses {result.losses}; exact McNemar "
-                  f"p = {result.p_value:.4g} (needs wins > losses and p < {significance:g})")
+                  f"p = {result.p_value:.4g} ({needs})")
 
 
 def provenance_checks(evaluation: dict, rows: list[dict], manifest: dict, test_sha256: str, verify: dict,

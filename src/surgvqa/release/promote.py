@@ -158,7 +158,7 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     if read_json(release_dir / EVALUATION)["candidate"]["merged_sha256"] != manifest["merged_sha256"]:
         raise SurgvqaError(f"{release_dir / EVALUATION} is stale: run `dvc repro`; nothing was registered")
     lineages = {n: read_json(merged_dir / n / LINEAGE_FILE) for n in manifest["models"]}
-    client = registry.client_for(tracking.uri)
+    client = registry.client_for(tracking.resolved_uri())
     registry.ensure_registered_model(client, name)
     tags = version_tags(manifest, lineages, gate, test_sha256)
     version = registry.version_of_candidate(client, name, manifest["merged_sha256"])
@@ -183,7 +183,7 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     if already:
         comparison = {"passed": True, "detail": f"v{number} is already champion"}
     elif champion is not None:
-        champion_rows, why = _champion_rows(champion, test_sha256, tracking.uri)
+        champion_rows, why = _champion_rows(champion, test_sha256, tracking.resolved_uri())
         comparison = (compare_with_champion(read_jsonl(release_dir / PREDICTIONS), champion_rows,
                                             promote.max_stage_drop) if champion_rows is not None
                       else {"passed": False, "detail": why})
@@ -208,7 +208,7 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
               "test_sha256": test_sha256, "gate_passed": bool(gate["passed"]), "vs_champion": comparison,
               "previous_champion": previous, "promoted": promoted,
               "champion": str(champion_now.version) if champion_now else None, "reasons": reasons,
-              "tracking_uri": tracking.uri}
+              "tracking_uri": tracking.resolved_uri()}
     write_json(report_path, report)
     print(f"promote: {name} v{number} (challenger); vs champion: {comparison['detail']}")
     if not promoted:

@@ -17,7 +17,7 @@ from surgvqa.release import registry
 def run(to_version: str | None, promote: PromoteParams, tracking: TrackingParams) -> dict:
     """Move champion back (or to `to_version`); returns {"champion", "previous", "changed"}."""
     name = promote.registered_model
-    client = registry.client_for(tracking.uri)
+    client = registry.client_for(tracking.resolved_uri())
     current = registry.alias_version(client, name, registry.CHAMPION)
     if current is None:
         raise SurgvqaError(f"{name} has no champion to roll back (run `surgvqa promote` first)")

@@ -45,7 +45,8 @@ def plan_stage(approach: str, stage: int | None, train: TrainParams, models_dir:
     if approach == "baseline":
         if stage is not None:
             raise SurgvqaError("the baseline trains one adapter on all stages: drop --stage")
-        return StagePlan(approach, None, STAGE_IDS, train.baseline_learning_rate, None, adapter_dir(models_dir, approach, None))
+        return StagePlan(approach, None, STAGE_IDS, train.baseline_learning_rate, None,
+                         adapter_dir(models_dir, approach, None))
     if stage not in STAGE_IDS:
         raise SurgvqaError(f"{approach} needs --stage 1, 2 or 3 (got {stage})")
     out = adapter_dir(models_dir, approach, stage)

@@ -192,7 +192,7 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
             "quantization": quantization.get("method", "none"),
             "parent_adapter": str(plan.parent) if plan.parent else "none",
             "parent_adapter_sha256": parent["adapter_sha256"] if parent else "none",
-            "parent_run_id": (parent_run or f"not found in {tracking.uri}") if parent else "none",
+            "parent_run_id": (parent_run or f"not found in {tracking.resolved_uri()}") if parent else "none",
             "git_commit": str(commit["sha"]), "git_dirty": str(commit["dirty"]).lower()}
     dtype = next(p for p in peft_model.parameters() if p.is_floating_point()).dtype
     trainer = _finite_loss_trainer(plan)(

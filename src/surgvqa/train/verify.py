@@ -13,8 +13,14 @@ from pathlib import Path
 from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import write_json
-from surgvqa.model.lineage import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, REQUIRED_KEYS, read_lineage, sha256_file,
-                                   sha256_weights)
+from surgvqa.model.lineage import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    REQUIRED_KEYS,
+    read_lineage,
+    sha256_file,
+    sha256_weights,
+)
 from surgvqa.params.model import ModelParams
 
 # A LoRA trains a small share of the model: well under 1 % of a 2B model at rank 16, a few % of the tiny one.
@@ -145,7 +151,8 @@ def _check_continuity(report: Report, lineage: dict) -> None:
     change, tolerance = continuity["relative_change"], continuity["tolerance"]
     report.add("continuity", abs(change) <= tolerance,
                f"validation loss on stage {continuity['stage']} moved {change:+.2%} from the parent's end "
-               f"({continuity['parent_val_loss']:.4f} -> {continuity['start_val_loss']:.4f}); tolerance {tolerance:.0%}")
+               f"({continuity['parent_val_loss']:.4f} -> {continuity['start_val_loss']:.4f}); "
+               f"tolerance {tolerance:.0%}")
 
 
 def run(adapters: list[Path], report_path: Path | None, model: ModelParams) -> list[Report]:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Validation of one profile, as CI runs it: CPU CI with `embedded` on every push, the self-hosted GPU runner
+# with `gpu` (.github/workflows/). Steps: install; make PROFILE active (params.yaml and data.dvc); with a DVC
+# remote, pull the profile's data and DVC's run cache (stages already run with these exact inputs are restored,
+# not rerun); the whole pipeline and the release gate (scripts/repro.sh); the comparison table and the gate
+# report into the job summary; with --promote, `surgvqa promote`; with a remote, push what was built.
+#
+#   bash scripts/validate.sh PROFILE [--promote]
+#
+# Environment (all optional): DVC_REMOTE_URL, a DVC remote to pull from and push to (its credentials in the
+# variables its kind reads, e.g. AWS_ACCESS_KEY_ID); SURGVQA_TRACKING_URI, an MLflow server for runs and the
+# registry (credentials in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD); GITHUB_STEP_SUMMARY, where the
+# summary goes (default: reports/summary.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage="usage: bash scripts/validate.sh PROFILE [--promote]"
+profile=${1:?$usage}
+promote=false
+case "${2:-}" in
+  "") ;;
+  --promote) promote=true ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1
+if [ -n "${DVC_REMOTE_URL:-}" ]; then
+  # --local: the address stays in .dvc/config.local, out of git and out of the job's diff.
+  dvc remote add --local --force --default ci "$DVC_REMOTE_URL"
+fi
+surgvqa profile use "$profile"
+remote=$(dvc remote default 2>/dev/null || true)
+if [ -n "$remote" ]; then
+  echo "validate: pulling profile $profile's data and the run cache from DVC remote $remote"
+  dvc pull data.dvc
+  # The run cache: a record of every stage run pushed before, keyed by its deps, params and command. `dvc repro
+  # --pull` then restores a stage that has a record (fetching its outputs) instead of running it again; a stage
+  # nobody ran with these inputs yet is simply run. --allow-missing: the last commit's outputs may not be there.
+  dvc pull --run-cache --allow-missing
+  pull=--pull
+fi
+status=0
+bash scripts/repro.sh ${pull:-} || status=$?
+# GitHub gives each step its own summary file to append to; locally the summary is rewritten each run.
+summary=${GITHUB_STEP_SUMMARY:-reports/summary.md}
+if [ -z "${GITHUB_STEP_SUMMARY:-}" ]; then mkdir -p reports && : > "$summary"; fi
+surgvqa summary >> "$summary" || status=$((status ? status : 1))
+echo "validate: summary written to $summary"
+if [ "$status" -ne 0 ]; then
+  echo "validate: profile $profile FAILED (exit $status); nothing was promoted" >&2
+  exit "$status"
+fi
+if [ "$promote" = true ]; then
+  surgvqa promote
+fi
+if [ -n "$remote" ]; then
+  dvc push --run-cache
+fi
+echo "validate: profile $profile passed"

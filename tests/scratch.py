@@ -1,0 +1,67 @@
+"""Scratch copies of the project for end-to-end tests, and running the project's commands there."""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = str(Path(sys.executable).parent)  # where `surgvqa` and `dvc` are installed
+
+
+def run(args, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def sh(args, cwd, env: dict | None = None) -> str:
+    done = run(args, cwd, env)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def scratch_project(where: Path, repo: Path) -> Path:
+    """A copy of the project (pipeline, params, profiles, scripts, code) initialised as a DVC repo without git."""
+    where.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "data.dvc", ".dvcignore", "params.yaml", "pyproject.toml", "MLproject",
+                 "python_env.yaml"):
+        shutil.copy(repo / name, where / name)
+    for name in ("src", "profiles", "scripts"):
+        shutil.copytree(repo / name, where / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    sh([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], where)
+    sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], where)
+    return where
+
+
+def share_environment(where: Path) -> None:
+    """Give the scratch copy this test run's installed environment as its .venv, marked up to date, so the
+    project's scripts (scripts/setup.sh) use it instead of installing a second one."""
+    venv = where / ".venv"
+    venv.mkdir()
+    (venv / "bin").symlink_to(BIN, target_is_directory=True)
+    import hashlib
+
+    (venv / ".surgvqa-installed").write_text(hashlib.sha256((where / "pyproject.toml").read_bytes()).hexdigest()
+                                             + "\n")
+
+
+@contextlib.contextmanager
+def edited(path: Path, old: str, new: str):
+    """Replace `old` (which must occur) by `new` in a file for the duration of the block."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+    try:
+        yield
+    finally:
+        path.write_text(text)
+
+
+def changed_stages(cwd: Path) -> dict:
+    """Stages whose recorded deps or params changed, as `dvc status` reports them."""
+    out = sh([sys.executable, "-m", "dvc", "status", "--json"], cwd)
+    status = json.loads(out[out.index("{"):])
+    return {name: changes for name, changes in status.items() if any("changed deps" in c for c in changes
+                                                                         if isinstance(c, dict))}
