@@ -30,7 +30,7 @@ if [ -n "${DVC_REMOTE_URL:-}" ]; then
   dvc remote add --local --force --default ci "$DVC_REMOTE_URL"
 fi
 surgvqa profile use "$profile"
-remote=$(dvc remote default 2>/dev/null || true)
+remote=$(dvc remote default 2>/dev/null) || remote=""   # it prints "No default remote set" and exits 1
 if [ -n "$remote" ]; then
   echo "validate: pulling profile $profile's data and the run cache from DVC remote $remote"
   dvc pull data.dvc

@@ -67,9 +67,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store and its own artifact root, stopped after."""
-    store = tmp_path_factory.mktemp("mlflow-server")
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store (tmp_path/server.db) and its own artifact root
+    (tmp_path/artifacts), stopped after."""
+    store = tmp_path
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",

@@ -11,8 +11,16 @@ from pathlib import Path
 BIN = str(Path(sys.executable).parent)  # where `surgvqa` and `dvc` are installed
 
 
+# What the MLflow fluent API writes into this process's environment (mlflow.set_tracking_uri,
+# set_experiment, start_run): earlier tests' values, which a command started here must not inherit.
+MLFLOW_LEAKS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+                "MLFLOW_RUN_ID")
+
+
 def run(args, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
+    """Run a command in a scratch project with this environment's tools first on PATH, plus `env`."""
+    inherited = {k: v for k, v in os.environ.items() if k not in MLFLOW_LEAKS}
+    env = {**inherited, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
 
 

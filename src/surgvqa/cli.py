@@ -71,14 +71,13 @@ def _check_raw_is_recorded(raw_dir: Path) -> None:
     otherwise run on other data than the profile's."""
     if not Path("data.dvc").is_file():
         return  # nothing recorded yet: the first `dvc add data/raw` records it
-    done = subprocess.run(["dvc", "status", "--json", "data.dvc"], capture_output=True, text=True)
+    # `dvc data status` compares the workspace with data.dvc (`dvc status` would only say "not in cache" for a
+    # sample that was generated, never cached, whichever bytes it holds).
+    done = subprocess.run(["dvc", "data", "status", "--json", str(raw_dir)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SurgvqaError(f"`dvc status data.dvc` failed: {done.stderr.strip() or done.stdout.strip()}")
-    changes = json.loads(done.stdout[done.stdout.index("{"):]).get("data.dvc", [])
-    states = {state for change in changes if isinstance(change, dict)
-              for state in change.get("changed outs", {}).values()}
-    # "not in cache" means the bytes are the recorded ones but were never cached (a generated sample): fine.
-    if states - {"not in cache"}:
+        raise SurgvqaError(f"`dvc data status {raw_dir}` failed: {done.stderr.strip() or done.stdout.strip()}")
+    uncommitted = json.loads(done.stdout[done.stdout.index("{"):]).get("uncommitted", {})
+    if any(paths for paths in uncommitted.values()):
         raise SurgvqaError(f"{raw_dir} is not the data data.dvc records (a profile switch, or an import not yet "
                            "recorded): `dvc checkout data.dvc` (or `dvc pull data.dvc`) fetches the recorded data; "
                            f"for a generated sample, remove {raw_dir} and run `surgvqa data ensure`; "
