@@ -3,7 +3,7 @@
 # with `gpu` (.github/workflows/). Steps: install; make PROFILE active (params.yaml and data.dvc); with a DVC
 # remote, pull the profile's data and DVC's run cache (stages already run with these exact inputs are restored,
 # not rerun); the whole pipeline and the release gate (scripts/repro.sh); the comparison table and the gate
-# report into the job summary; with --promote, `surgvqa promote`; with a remote, push what was built.
+# report into the job summary; with --promote, `surgvqa promote` and (with a remote) push what was built.
 #
 #   bash scripts/validate.sh PROFILE [--promote]
 #
@@ -21,6 +21,12 @@ case "${2:-}" in
   --promote) promote=true ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
+if [ "$#" -gt 2 ]; then echo "$usage" >&2; exit 2; fi
+if [ "$promote" = true ] && [ -z "${SURGVQA_TRACKING_URI:-}" ]; then
+  # Promoting into a store on the runner's own disk would move a `champion` nobody else can see.
+  echo "validate: --promote needs SURGVQA_TRACKING_URI (the shared MLflow server; a CI secret)" >&2
+  exit 2
+fi
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
@@ -53,8 +59,10 @@ if [ "$status" -ne 0 ]; then
 fi
 if [ "$promote" = true ]; then
   surgvqa promote
-fi
-if [ -n "$remote" ]; then
-  dvc push --run-cache
+  # Only a promoting run (main) writes to the remote: what a later run restores from the run cache must come
+  # from main's code, never from a pull request's.
+  if [ -n "$remote" ]; then
+    dvc push --run-cache
+  fi
 fi
 echo "validate: profile $profile passed"

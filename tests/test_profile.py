@@ -84,3 +84,25 @@ def test_a_profile_without_its_data_never_falls_back_to_another(repo, tmp_path):
     assert profile.active(root / "params.yaml") == profile.EMBEDDED
     with pytest.raises(SurgvqaError, match="no profile 'gpus'; the profiles are embedded, gpu, test"):
         profile.use("gpus", root)
+
+
+def test_dvc_params_diff_shows_a_switch(repo, tmp_path):
+    """The switch is what DVC tracks: `dvc params diff` against the last commit lists the changed values."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.scratch import sh
+
+    root = _copy(repo, tmp_path)
+    shutil.copy(repo / "dvc.yaml", root / "dvc.yaml")
+    sh(["git", "init", "-q"], root)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "embedded"], root)
+    profile.use("test", root)
+    out = subprocess.run([sys.executable, "-m", "dvc", "params", "diff", "--json"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    diff = json.loads(out)["params.yaml"]
+    assert (diff["train.max_steps"]["old"], diff["train.max_steps"]["new"]) == (-1, 2)
+    assert (diff["sample.images"]["old"], diff["sample.images"]["new"]) == (300, 120) and "lora.r" not in diff

@@ -46,6 +46,24 @@ def _pipeline_outputs(project: Path, server: str) -> None:
     assert evaluation["fidelity"]["ties"] == 1.0 and evaluation["candidate"]["approach"] == "sequential"
 
 
+def summary_file_has_failed(path: Path) -> bool:
+    """The job summary's last section reports a failed gate with its table."""
+    last = path.read_text().rsplit("## surgvqa validation:", 1)[-1]
+    return "### Release gate: FAILED" in last and "FAILED  strict accuracy" in last
+
+
+def test_promoting_needs_a_shared_tracking_server_and_arguments_are_checked(repo, tmp_path):
+    """Without SURGVQA_TRACKING_URI (an unset secret arrives empty) `--promote` is refused before any work, and
+    so is a wrong argument."""
+    script = str(repo / "scripts" / "validate.sh")
+    done = run(["bash", script, "test", "--promote"], tmp_path, {"SURGVQA_TRACKING_URI": ""})
+    assert done.returncode == 2 and "--promote needs SURGVQA_TRACKING_URI" in done.stderr
+    for args in (["test", "--promote", "extra"], ["test", "--promot"], []):
+        done = run(["bash", script, *args], tmp_path, {"SURGVQA_TRACKING_URI": "http://127.0.0.1:1"})
+        assert done.returncode != 0 and "usage: bash scripts/validate.sh PROFILE [--promote]" in done.stderr
+        assert "setup:" not in done.stdout  # nothing was installed or run
+
+
 @pytest.mark.slow
 def test_validate_script_pulls_runs_gates_summarises_and_promotes(tmp_path, repo, mlflow_server):
     from mlflow.tracking import MlflowClient
@@ -109,6 +127,20 @@ def test_validate_script_pulls_runs_gates_summarises_and_promotes(tmp_path, repo
     for stage in ("base", "train_curriculum@2", "evaluate@baseline", "merge"):
         sh([*DVC, "repro", "-q", "-f", "-s", stage], project, env)
     assert (project / "dvc.lock").read_text() == lock and changed_stages(project) == {}
+
+    # A failing gate: the script writes the summary, exits non-zero, promotes nothing and pushes nothing.
+    test_profile = project / "profiles" / "test" / "params.yaml"
+    test_profile.write_text(test_profile.read_text().replace("min_strict_overall: 0.0", "min_strict_overall: 1.0"))
+    pushed = sorted(p.relative_to(remote) for p in remote.rglob("*"))
+    failed = run(["bash", "scripts/validate.sh", "test", "--promote"], project, env)
+    log = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "nothing was promoted" in log and "Running stage 'train_" not in log
+    assert "gate FAILED" in log or "the gate FAILED" in log
+    assert summary_file_has_failed(tmp_path / "summary.md")
+    assert client.get_registered_model("surgvqa-kvasir-vqa").aliases == {"champion": "1", "challenger": "1"}
+    assert len(client.search_model_versions("name='surgvqa-kvasir-vqa'")) == 1
+    assert sorted(p.relative_to(remote) for p in remote.rglob("*")) == pushed
+    test_profile.write_text((repo / "profiles" / "test" / "params.yaml").read_text())
 
     # A fresh copy restores the base, every adapter and the merge from the remote's run cache instead of
     # training again. (A stage whose report is kept in git, `cache: false`, reruns: DVC pushes no object for it.)

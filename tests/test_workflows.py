@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 BIN = Path(sys.executable).parent
-WORKFLOWS = ("ci.yml", "gpu-validation.yml")
+WORKFLOW_DIR = Path(__file__).resolve().parents[1] / ".github" / "workflows"
+WORKFLOWS = tuple(sorted(p.name for p in WORKFLOW_DIR.glob("*.y*ml")))  # every workflow, present and future
 OWNER_REPO = "surgvqa/surgvqa"
 
 
@@ -142,6 +143,24 @@ def test_no_fork_pull_request_reaches_the_self_hosted_runner(repo):
             "branch pull request, labelled": True, "push to main": True, "dispatch on a branch": True}, reaches
     assert set(gpu["on"]) == {"push", "workflow_dispatch", "pull_request"}
     assert gpu["on"]["push"]["branches"] == ["main"]
+
+
+def test_only_the_gpu_workflow_asks_for_the_self_hosted_runner(repo):
+    assert set(WORKFLOWS) == {"ci.yml", "gpu-validation.yml"}  # a new workflow gets this file's checks
+    for name in WORKFLOWS:
+        for job_name, job in _load(repo, name)["jobs"].items():
+            if "self-hosted" in str(job["runs-on"]):
+                assert (name, job_name) == ("gpu-validation.yml", "gpu")
+
+
+def test_only_main_gets_the_release_credentials(repo):
+    """Write access to the registry and the remote lives in the `gpu-release` environment, used from main only."""
+    job = _load(repo, "gpu-validation.yml")["jobs"]["gpu"]
+    environment = job["environment"].removeprefix("${{").removesuffix("}}").strip()
+    # `a && 'x' || 'y'` is GitHub's conditional: evaluate the condition, then pick.
+    condition, chosen, fallback = re.fullmatch(r"(.+) && '([\w-]+)' \|\| '([\w-]+)'", environment).groups()
+    assert (chosen, fallback) == ("gpu-release", "gpu-validation")
+    assert {e: evaluate(condition, ctx) for e, ctx in EVENTS.items()} == {e: e == "push to main" for e in EVENTS}
 
 
 def test_only_main_promotes(repo):

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,20 +87,21 @@ def _check_raw_is_recorded(raw_dir: Path) -> None:
 
 def _cmd_summary(args) -> None:
     from surgvqa.profile import active
-    from surgvqa.release.gate import table
+    from surgvqa.release.gate import fresh_report, table
 
     compare, gate = Path(args.reports) / "compare.md", Path(args.reports) / "gate.json"
     print(f"## surgvqa validation: profile {active(args.params) or '(params.yaml names none)'}\n")
-    if gate.is_file():
-        report = json.loads(gate.read_text())
-        candidate = report.get("candidate", {})
-        print(f"### Release gate: {'PASSED' if report['passed'] else 'FAILED'} for merged {candidate.get('approach')} "
-              f"{str(candidate.get('merged_sha256'))[:12]}\n\n```\n{table(report)}\n```\n")
-    else:
-        print(f"### Release gate: no {gate} (the pipeline stopped before the gate)\n")
-    print(compare.read_text() if compare.is_file() else f"### Comparison: no {compare}\n")
-    if not gate.is_file() or not compare.is_file():
-        raise SurgvqaError(f"the summary is incomplete: {gate} or {compare} is missing")
+    try:  # reports/ is committed: after a run that stopped early, gate.json is another run's
+        report, _ = fresh_report(gate, Path(args.merged), Path(args.test))
+    except SurgvqaError as e:
+        print(f"### Release gate: no report of this run's candidate ({e})\n")
+        raise SurgvqaError(f"the summary has no gate report of this run: {e}") from None
+    candidate = report["candidate"]
+    print(f"### Release gate: {'PASSED' if report['passed'] else 'FAILED'} for merged {candidate.get('approach')} "
+          f"{str(candidate.get('merged_sha256'))[:12]}\n\n```\n{table(report)}\n```\n")
+    if not compare.is_file():
+        raise SurgvqaError(f"the summary is incomplete: {compare} is missing")
+    print(compare.read_text())
 
 
 def _cmd_ensure(args) -> None:
@@ -121,6 +123,13 @@ def _cmd_ensure(args) -> None:
         return
     print(f"data: {RAW_DIR} is missing and no DVC remote is configured; generating the embedded sample")
     _cmd_sample(argparse.Namespace(images=None, seed=None, out=None, params=args.params))
+    try:  # a profile whose data.dvc records imported data (gpu) must never run on the sample instead
+        _check_raw_is_recorded(RAW_DIR)
+    except SurgvqaError:
+        shutil.rmtree(RAW_DIR)  # made just now, by this command: nothing of the user's is lost
+        raise SurgvqaError("data.dvc records data that `surgvqa data sample` does not make (imported data, the "
+                           "gpu profile's say): configure the DVC remote that holds it (`dvc remote add -d NAME "
+                           "URL`, or DVC_REMOTE_URL for scripts/validate.sh) and run again") from None
 
 
 def _cmd_check_gate(args) -> None:
@@ -217,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_repro)
     s = sub.add_parser("summary", help="the gate report and the comparison table as Markdown (a CI job summary)")
     s.add_argument("--reports", default="reports")
+    s.add_argument("--merged", default="models/merged", help="the candidate the gate report must be of")
+    s.add_argument("--test", default="data/split/test.jsonl", help="the test split it must have gated on")
     s.set_defaults(func=_cmd_summary)
     s = sub.add_parser("params", help="check params.yaml").add_subparsers(dest="params_command", required=True)
     s.add_parser("check", help="load every section: a missing, unknown or invalid key is an error").set_defaults(

@@ -86,6 +86,7 @@ def test_promotion_gate_failure_champion_comparison_and_rollback(tiny_release, t
     assert tags["test_split_sha256"] == sha256_file(first["test_file"])
     assert tags["gate.strict accuracy"].startswith("ok")
     assert tags["git_commit"] and tags["base_sha256"] == merged_lineage["base"]["content_hash"]
+    assert tags["profile"] == "embedded"  # the profile params.yaml names (the tests run in the project root)
 
     # The registered model answers the usual MLflow way, exactly as the gate measured it.
     served = _load(uri, f"models:/{NAME}@champion")

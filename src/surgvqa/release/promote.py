@@ -20,7 +20,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from surgvqa import entry
+from surgvqa import entry, profile
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json, read_jsonl, write_json
 from surgvqa.model.lineage import LINEAGE_FILE, git_commit
@@ -89,7 +89,9 @@ def version_tags(manifest: dict, lineages: dict[str, dict], gate: dict, test_sha
     commit = git_commit()
     tags = {"merged_sha256": manifest["merged_sha256"], "test_split_sha256": test_sha256,
             "approach": manifest["approach"], "mode": manifest["mode"], "git_commit": str(commit["sha"]),
-            "git_dirty": str(commit["dirty"]).lower(), "base_model": first["base"]["name"],
+            # A CI run is dirty by design (`surgvqa profile use` rewrites params.yaml): the profile says which.
+            "git_dirty": str(commit["dirty"]).lower(), "profile": profile.active() or "none",
+            "base_model": first["base"]["name"],
             "base_sha256": first["base"]["content_hash"],
             "training_quantization": json.dumps(first["training_quantization"], sort_keys=True),
             "merge": json.dumps(first["merge"], sort_keys=True), "lineage": json.dumps(lineage, sort_keys=True),
@@ -208,7 +210,7 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
               "test_sha256": test_sha256, "gate_passed": bool(gate["passed"]), "vs_champion": comparison,
               "previous_champion": previous, "promoted": promoted,
               "champion": str(champion_now.version) if champion_now else None, "reasons": reasons,
-              "tracking_uri": tracking.resolved_uri()}
+              "tracking_uri": registry.without_credentials(tracking.resolved_uri())}
     write_json(report_path, report)
     print(f"promote: {name} v{number} (challenger); vs champion: {comparison['detail']}")
     if not promoted:

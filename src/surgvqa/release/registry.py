@@ -28,6 +28,17 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def without_credentials(uri: str) -> str:
+    """The URI with any user:password@ removed: reports are uploaded as CI artifacts."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=host))
+
+
 def ensure_registered_model(client, name: str) -> None:
     """Create the registered model unless it exists."""
     from mlflow.exceptions import MlflowException
