@@ -1,6 +1,7 @@
 """Scratch copies of the project for end-to-end tests, and running the project's commands there."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -49,8 +50,6 @@ def share_environment(where: Path) -> None:
     venv = where / ".venv"
     venv.mkdir()
     (venv / "bin").symlink_to(BIN, target_is_directory=True)
-    import hashlib
-
     (venv / ".surgvqa-installed").write_text(hashlib.sha256((where / "pyproject.toml").read_bytes()).hexdigest()
                                              + "\n")
 

@@ -18,6 +18,10 @@ from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
 
+# Where the pipeline leaves the gate report, the merged candidate and the test split it gated on: what
+# check-gate, repro and summary read.
+GATED_CANDIDATE = {"gate": "reports/gate.json", "merged": "models/merged", "test": "data/split/test.jsonl"}
+
 # `surgvqa <command>` -> the module whose main() runs it; dvc.yaml's stages run the same modules.
 STAGE_COMMANDS = {
     "ingest": "surgvqa.data.ingest",
@@ -183,8 +187,7 @@ def _cmd_repro(args) -> None:
     # missing or stale reports/gate.json fails too). A partial run (a stage name) has no release to judge;
     # options alone (--force, --pull) still run the whole pipeline.
     if all(arg.startswith("-") for arg in args.dvc_args):
-        _cmd_check_gate(argparse.Namespace(gate="reports/gate.json", merged="models/merged",
-                                           test="data/split/test.jsonl"))
+        _cmd_check_gate(argparse.Namespace(**GATED_CANDIDATE))
 
 
 def _cmd_params_check(args) -> None:
@@ -215,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the sample")
     s.set_defaults(func=_cmd_ensure)
     s = sub.add_parser("check-gate", help="exit non-zero unless reports/gate.json passed for the candidate on disk")
-    s.add_argument("--gate", default="reports/gate.json")
-    s.add_argument("--merged", default="models/merged")
-    s.add_argument("--test", default="data/split/test.jsonl")
+    s.add_argument("--gate", default=GATED_CANDIDATE["gate"])
+    s.add_argument("--merged", default=GATED_CANDIDATE["merged"])
+    s.add_argument("--test", default=GATED_CANDIDATE["test"])
     s.set_defaults(func=_cmd_check_gate)
     s = sub.add_parser("repro", help="the main job: params check, raw data, `dvc repro`, and after a whole run "
                        "the gate (scripts/repro.sh installs first, then runs this)")
@@ -226,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_repro)
     s = sub.add_parser("summary", help="the gate report and the comparison table as Markdown (a CI job summary)")
     s.add_argument("--reports", default="reports")
-    s.add_argument("--merged", default="models/merged", help="the candidate the gate report must be of")
-    s.add_argument("--test", default="data/split/test.jsonl", help="the test split it must have gated on")
+    s.add_argument("--merged", default=GATED_CANDIDATE["merged"], help="the candidate the gate report must be of")
+    s.add_argument("--test", default=GATED_CANDIDATE["test"], help="the test split it must have gated on")
     s.set_defaults(func=_cmd_summary)
     s = sub.add_parser("params", help="check params.yaml").add_subparsers(dest="params_command", required=True)
     s.add_parser("check", help="load every section: a missing, unknown or invalid key is an error").set_defaults(

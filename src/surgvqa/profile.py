@@ -81,25 +81,30 @@ def values(name: str, profiles_dir: Path = PROFILES_DIR) -> dict:
         raise SurgvqaError(f"{profiles_dir / name / PARAMS_FILE}: {e}") from None
 
 
-def load(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
-    """The profile through the typed loader: every section and key checked, as `dvc repro` would."""
+def _typed(name: str, complete: dict) -> Params:
     try:
-        return build(Params, values(name, profiles_dir))
+        return build(Params, complete)
     except ParamsError as e:
         raise SurgvqaError(f"profile {name}: {e}") from None
+
+
+def load(name: str, profiles_dir: Path = PROFILES_DIR) -> Params:
+    """The profile through the typed loader: every section and key checked, as `dvc repro` would."""
+    return _typed(name, values(name, profiles_dir))
 
 
 def render(name: str, profiles_dir: Path = PROFILES_DIR) -> tuple[str, str]:
     """The text of params.yaml and data.dvc that make `name` the active profile."""
     folder = _folder(name, profiles_dir)
-    load(name, profiles_dir)  # an invalid profile is never written
+    complete = values(name, profiles_dir)
+    _typed(name, complete)  # an invalid profile is never written
     source = f"`surgvqa profile use {name}` from {PROFILES_DIR / name / PARAMS_FILE}"  # relative: any checkout
     if name == EMBEDDED:  # verbatim, comments and all
         params_text = f"{HEADER.format(name=name)}, written by {source}.\n" + (folder / PARAMS_FILE).read_text()
     else:
         params_text = (f"{HEADER.format(name=name)}, written by {source} over "
                        f"{PROFILES_DIR / EMBEDDED / PARAMS_FILE} (which documents every key).\n"
-                       + yaml.safe_dump(values(name, profiles_dir), sort_keys=False, width=120))
+                       + yaml.safe_dump(complete, sort_keys=False, width=120))
     data = folder / DATA_FILE
     if not data.is_file():
         raise SurgvqaError(f"{data} is missing: the DVC pointer to profile {name}'s raw data. Make it once: put the "
