@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -66,15 +67,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store (tmp_path/server.db) and its own artifact root
-    (tmp_path/artifacts), stopped after."""
-    store = tmp_path
+@contextlib.contextmanager
+def running_mlflow_server(root: Path):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store (root/server.db) and its own artifact root
+    (root/artifacts), as a `with` block yielding its URL; stopped after."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'server.db'}",
-                             "--artifacts-destination", str(store / "artifacts")],
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                             "--artifacts-destination", str(root / "artifacts")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -90,6 +90,13 @@ def mlflow_server(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 over tmp_path (see running_mlflow_server)."""
+    with running_mlflow_server(tmp_path) as url:
+        yield url
 
 
 from tests.model_fixtures import tiny_adapters, tiny_project, tiny_release  # noqa: E402,F401 - session fixtures

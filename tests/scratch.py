@@ -9,18 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from surgvqa.params.tracking import URI_VARIABLE
+
 BIN = str(Path(sys.executable).parent)  # where `surgvqa` and `dvc` are installed
 
 
-# What the MLflow fluent API writes into this process's environment (mlflow.set_tracking_uri,
-# set_experiment, start_run): earlier tests' values, which a command started here must not inherit.
-MLFLOW_LEAKS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-                "MLFLOW_RUN_ID")
+# What a command started here must not inherit: what the MLflow fluent API writes into this process's
+# environment (mlflow.set_tracking_uri, set_experiment, start_run: earlier tests' values), and a developer's
+# SURGVQA_TRACKING_URI, which would send a scratch project's runs to their server. A test that wants one passes
+# it in `env`.
+SCRATCH_LEAKS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
+                 "MLFLOW_RUN_ID", URI_VARIABLE)
 
 
 def run(args, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command in a scratch project with this environment's tools first on PATH, plus `env`."""
-    inherited = {k: v for k, v in os.environ.items() if k not in MLFLOW_LEAKS}
+    inherited = {k: v for k, v in os.environ.items() if k not in SCRATCH_LEAKS}
     env = {**inherited, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
 

@@ -50,9 +50,14 @@ def test_a_stage_command_passes_its_arguments_to_the_module_dvc_runs(capsys):
 def test_data_import_from_csv(tmp_path, repo, capsys):
     src = write_raw(tmp_path / "export", [("Normal", "Is there text?", "no", "a1"), ("Normal", "Is there text?", "no",
                                                                                       "gone")], {"a1": jpeg_bytes(5)})
-    code = main(["--params", str(repo / "params.yaml"), "data", "import", "--from", str(src / "metadata.csv"),
-                 "--to", str(tmp_path / "out" / "raw")])
-    assert code == 0
+    args = ["data", "import", "--from", str(src / "metadata.csv"), "--to", str(tmp_path / "out" / "raw")]
+    # Half the rows have no image: above the project's ingest.max_bad_fraction, so the import fails as ingest would.
+    assert main(["--params", str(repo / "params.yaml"), *args]) == 1
+    assert "1 of 2 source rows would not reach training" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "raw").exists()
+    lenient = tmp_path / "params.yaml"
+    lenient.write_text((repo / "params.yaml").read_text().replace("max_bad_fraction: 0.05", "max_bad_fraction: 0.5"))
+    assert main(["--params", str(lenient), *args]) == 0
     assert "1 of 2 rows" in capsys.readouterr().out
     assert (tmp_path / "out" / "raw" / "images" / "a1.jpg").read_bytes() == jpeg_bytes(5)
     report = json.loads((tmp_path / "out" / "import_report.json").read_text())

@@ -104,6 +104,8 @@ def test_a_missing_key_or_section_is_an_error_naming_it(tmp_path):
     ({"categorize": {"backend": "gpt"}}, "categorize.backend: expected one of ['keyword', 'llm']"),
     ({"ingest": {"max_bad_fraction": "lots"}}, "ingest.max_bad_fraction: expected float"),
     ({"ingest": {"max_bad_fraction": 1.5}}, "ingest.max_bad_fraction: must be between 0 and 1"),
+    ({"ingest": {"conflicting_answers": "first"}}, "ingest.conflicting_answers: expected one of"),
+    ({"ingest": {"max_image_pixels": 0}}, "ingest.max_image_pixels: must be"),
     ({"split": {"train": 0.9}}, "split.train + val + test: must sum to 1"),
     ({"sample": {"images": 0}}, "sample.images: must be at least 1"),
     ({"validate": {"stage_share": {"stage_1": [0.5, 0.1]}}}, "validate.stage_share.stage_1: must be [min, max]"),
@@ -126,8 +128,9 @@ def test_a_stage_loads_only_the_sections_it_declares(tmp_path):
         return ingest
 
     assert sections_of(stage) == {"ingest": IngestParams}
-    only_ingest = _write(tmp_path, {"ingest": {"max_bad_fraction": 0.1}})
-    assert load_sections(only_ingest, stage) == {"ingest": IngestParams(max_bad_fraction=0.1)}
+    values = {"max_bad_fraction": 0.1, "max_image_pixels": 16777216, "conflicting_answers": "merge"}
+    only_ingest = _write(tmp_path, {"ingest": values})
+    assert load_sections(only_ingest, stage) == {"ingest": IngestParams(**values)}
     with pytest.raises(ParamsError, match="ingest: missing section"):
         load_sections(_write(tmp_path, {"split": {}}), stage)
 
@@ -150,7 +153,7 @@ def test_the_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
     writes) never overrides params.yaml."""
     from surgvqa.params.tracking import TrackingParams
 
-    tracking = TrackingParams(uri="sqlite:///mlflow.db", experiment="surgvqa")
+    tracking = TrackingParams(uri="sqlite:///mlflow.db", experiment="surgvqa", request_timeout=5, request_retries=2)
     monkeypatch.delenv("SURGVQA_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert tracking.resolved_uri() == "sqlite:///mlflow.db"

@@ -32,10 +32,10 @@ def _pipeline_outputs(project: Path, server: str) -> None:
     assert not (project / "mlflow.db").exists()  # SURGVQA_TRACKING_URI sent every run to the server
     client = MlflowClient(tracking_uri=server, registry_uri=server)
     runs = client.search_runs(client.get_experiment_by_name("surgvqa").experiment_id)
-    by_name = {r.data.tags["mlflow.runName"]: r for r in runs if "kind" not in r.data.tags}
+    by_name = {r.data.tags["name"]: r for r in runs if r.data.tags["kind"] == "training"}
     assert len(runs) == 7 + 3 + 1 + 1 and set(by_name) == {
         *(f"{a}-stage_{s}" for a in ("sequential", "curriculum") for s in (1, 2, 3)), "baseline"}
-    assert {r.data.tags["mlflow.runName"] for r in runs if "kind" in r.data.tags} == {
+    assert {r.data.tags["name"] for r in runs if r.data.tags["kind"] != "training"} == {
         "evaluate-sequential", "evaluate-curriculum", "evaluate-baseline", "compare", "release-sequential"}
     parent = {n: r.data.tags["parent_run_id"] for n, r in by_name.items()}
     ids = {n: r.info.run_id for n, r in by_name.items()}

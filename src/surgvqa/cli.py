@@ -56,10 +56,15 @@ def _cmd_sample(args) -> None:
 def _cmd_import(args) -> None:
     from surgvqa.data.importer import import_dataset
     from surgvqa.data.raw import RAW_DIR
+    from surgvqa.params.typed import load_sections
 
-    report = import_dataset(Path(args.source), Path(args.to or RAW_DIR), Path(args.images) if args.images else None)
+    # The import applies ingest's limit (ingest.max_bad_fraction) to every source row it could not place.
+    report = import_dataset(Path(args.source), Path(args.to or RAW_DIR), Path(args.images) if args.images else None,
+                            **load_sections(args.params, import_dataset))
+    skipped = {k: n for k, n in report["skipped_by_reason"].items() if n}
     print(f"import: {report['rows_written']} of {report['rows_read']} rows, {report['images_written']} images; "
-          f"skipped {report['skipped_by_reason'] or 'none'} (details: {report['skipped_file']})")
+          f"skipped {report['skipped_rows']} rows {skipped or ''} (details: {report['skipped_file']}); ingest will "
+          f"quarantine {report['ingest_quarantined_rows']} more {report['ingest_quarantined_by_reason'] or ''}")
 
 
 def _dvc_remotes() -> list[str]:

@@ -1,10 +1,17 @@
-"""Small file helpers shared by the stages: JSON lines, JSON reports, safe image names."""
+"""Small file helpers shared by the stages: JSON lines, JSON reports, safe image names.
+
+Every write is atomic (a temporary file beside the target, then `os.replace`): a stage killed mid-write leaves
+the previous file or none, never half a file that a later stage or `dvc repro` could take as complete.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
@@ -26,31 +33,80 @@ def image_relpath(img_id: str) -> str:
     return f"images/{img_id}.jpg"
 
 
-def write_jsonl(path: Path, records: Iterable[dict]) -> int:
-    """Write one JSON object a line (UTF-8, keys in insertion order); returns the number written."""
+@contextmanager
+def atomic_open(path: Path) -> Iterator:
+    """Open `path` for writing text; the file appears under its name only when the block finishes without error."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def replace_folder(target: Path, complete: Path) -> None:
+    """Put the folder `complete` in the place of `target` by renames only: the old folder is moved aside whole
+    before it is deleted, so a kill at any point leaves the old folder, none, or the new one, never a part."""
+    aside = target.with_name(f".{target.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
+        target.rename(aside)
+    complete.rename(target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (see the module docstring)."""
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write one JSON object a line (UTF-8, keys in insertion order), atomically; returns the number written."""
     n = 0
-    with path.open("w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSON-lines file; a malformed line is an error naming the file and line."""
+def numbered_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Stream a JSON-lines file as (line number, object), blank lines skipped; a line that is not valid UTF-8,
+    not valid JSON or not an object is an error naming the file and line."""
+    path = Path(path)
     if not path.exists():
         raise SurgvqaError(f"{path} does not exist: run the stage that writes it first (dvc repro)")
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for i, raw_line in enumerate(f, 1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SurgvqaError(f"{path}:{i}: not valid UTF-8 ({e})") from e
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise SurgvqaError(f"{path}:{i}: not valid JSON ({e})") from e
-    return out
+            if not isinstance(record, dict):
+                raise SurgvqaError(f"{path}:{i}: expected a JSON object, got {type(record).__name__}")
+            yield i, record
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Stream a JSON-lines file one object at a time (see `numbered_jsonl` for the errors)."""
+    return (record for _, record in numbered_jsonl(path))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a whole JSON-lines file (see `numbered_jsonl` for the errors)."""
+    return list(iter_jsonl(path))
 
 
 def read_json(path: Path, hint: str = "run the stage that writes it first (dvc repro)") -> dict:
@@ -65,6 +121,5 @@ def read_json(path: Path, hint: str = "run the stage that writes it first (dvc r
 
 def write_json(path: Path, obj: dict) -> None:
     """Write a JSON report, pretty and with sorted keys so DVC diffs stay readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")

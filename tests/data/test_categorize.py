@@ -10,6 +10,7 @@ from surgvqa.data.llm_categorizer import parse_stage
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, write_jsonl
 from tests.conftest import section
+from tests.data.file_access import file_access, strays
 from tests.tiny_models import build_tiny_causal_lm
 
 
@@ -119,3 +120,49 @@ def test_llm_replies_that_name_no_stage_fail_the_stage_beyond_the_params_share(t
     passed = run(tmp_path / "qa.jsonl", tmp_path / "out2", tmp_path / "report2.json",
                  _llm(model_dir, max_new_tokens=3, max_unparsed_fraction=1.0))
     assert passed["unparsed_replies"] == 4 and passed["rows_per_stage"]["stage_2"] == 8
+
+
+def _qa(img, question="Is there text?", answer="no", **change):
+    return {"img_id": img, "image": f"images/{img}.jpg", "source": "Polyps", "question": question, "answer": answer,
+            **change}
+
+
+@pytest.mark.parametrize("record, reason", [
+    (_qa("b", question="  "), "missing_question"),
+    (_qa("b", answer="nan"), "missing_answer"),
+    (_qa("b", question="Is there\ttext?"), "control_character"),
+    (_qa("b", answer="yes\nno"), "control_character"),
+    (_qa("b", image="/etc/hostname"), "bad_image_path"),
+    (_qa("b", img_id="../b", image="images/../b.jpg"), "unsafe_img_id"),
+    ({"img_id": "b", "image": "images/b.jpg", "question": "Is there text?", "answer": "no"}, "missing_field"),
+])
+def test_a_record_ingest_would_have_quarantined_is_refused_naming_file_line_and_reason(tmp_path, record, reason):
+    data = tmp_path / "data"
+    write_jsonl(data / "qa.jsonl", [_qa("a"), _qa("a", question="How many polyps are in the image?", answer="1"),
+                                    record])
+    params = section("categorize", backend="keyword")
+    with file_access() as access, pytest.raises(SurgvqaError) as e:
+        run(data / "qa.jsonl", data / "out", data / "report.json", params)
+    assert str(e.value).startswith(f"categorize: 1 of 3 records in {data / 'qa.jsonl'} cannot be used "
+                                   f"{{'{reason}': 1}}: {data / 'qa.jsonl'}:3 (img_id ")
+    assert not (data / "out").exists(), "nothing but the report is written from bad input"
+    report = json.loads((data / "report.json").read_text())
+    assert (report["records_total"], report["records_refused"], report["refused_by_reason"]) == (3, 1, {reason: 1})
+    assert report["refused"][0]["line"] == 3 and report["refused"][0]["reason"] == reason
+    assert access and strays(access, data) == []
+
+
+def test_a_refused_record_is_named_by_its_line_counting_blank_lines(tmp_path):
+    path = tmp_path / "qa.jsonl"  # hand-edited: a blank line before the bad record, the 2nd record on line 3
+    path.write_text(json.dumps(_qa("a")) + "\n\n" + json.dumps(_qa("b", answer="nan")) + "\n", encoding="utf-8")
+    with pytest.raises(SurgvqaError, match=f": {path}:3 \\(img_id 'b'\\): missing_answer"):
+        run(path, tmp_path / "out", tmp_path / "r.json", section("categorize", backend="keyword"))
+    assert json.loads((tmp_path / "r.json").read_text())["refused"][0]["line"] == 3
+
+
+def test_a_json_line_that_is_not_an_object_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text(json.dumps(_qa("a")) + "\n" + "42\n", encoding="utf-8")
+    with pytest.raises(SurgvqaError, match=f"^{path}:2: expected a JSON object, got int$"):
+        run(path, tmp_path / "out", tmp_path / "r.json", section("categorize", backend="keyword"))
+    assert not (tmp_path / "out").exists()

@@ -97,3 +97,13 @@ def test_bad_values_still_give_a_json_report_and_paths_from_data_are_not_followe
     assert failed[("expect_column_values_to_be_in_set", "image_path_ok")]["offenders"] == ["/etc/hostname"]
     assert failed[("expect_column_values_to_be_in_set", "stage_id")]["offenders"] == [4]
     assert failed[("expect_column_values_to_not_be_null", "stage_id")]["unexpected_count"] == 1
+
+
+def test_a_json_line_that_is_not_an_object_is_named_by_file_and_line(tmp_path, raw_dir):
+    for name, part in _clean().items():
+        write_jsonl(tmp_path / "split" / f"{name}.jsonl", part)
+    val = tmp_path / "split" / "val.jsonl"
+    val.write_text(val.read_text(encoding="utf-8") + "null\n", encoding="utf-8")
+    with pytest.raises(SurgvqaError, match=f"^{val}:6: expected a JSON object, got NoneType$"):
+        run(tmp_path / "split", raw_dir, tmp_path / "report.json", section("validate"))
+    assert not (tmp_path / "report.json").exists()

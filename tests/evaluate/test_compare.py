@@ -63,3 +63,19 @@ def test_compare_takes_its_confidence_from_params_and_refuses_reports_at_another
     reports["curriculum"] = {k: v for k, v in reports["curriculum"].items() if k != "confidence"}
     with pytest.raises(SurgvqaError, match="curriculum"):  # a report that does not say is no match either
         compare(reports, predictions, CONFIDENCE)
+
+
+def test_a_chart_is_replaced_whole_or_not_at_all(tmp_path):
+    from surgvqa.evaluate.plots import forgetting_heatmap
+
+    matrix = {"after_stage_1": {"stage_1": 0.5, "stage_2": None}}
+    # savefig refuses an unknown format once the figure is drawn: the previous file stays, no partial file is left
+    previous = tmp_path / "forgetting.nope"
+    previous.write_bytes(b"the previous chart")
+    with pytest.raises(ValueError, match="not supported"):
+        forgetting_heatmap(matrix, previous)
+    assert previous.read_bytes() == b"the previous chart" and [p.name for p in tmp_path.iterdir()] == [previous.name]
+    chart = tmp_path / "forgetting.png"
+    forgetting_heatmap(matrix, chart)
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [previous.name, chart.name]

@@ -59,7 +59,9 @@ def test_curriculum_lineage_and_mlflow_parent_chain(tiny_project, curriculum):
     chain = []
     while run_id != "none":
         run = client.get_run(run_id)
-        chain.append(run.data.tags["mlflow.runName"])
+        chain.append(run.data.tags["name"])
+        assert run.data.tags["kind"] == "training" and len(run.data.tags["params_digest"]) == 8
+        assert run.data.tags["mlflow.runName"] == f"{run.data.tags['name']} ({run.data.tags['params_digest']})"
         assert run.data.tags["adapter_sha256"] == records[3 - len(chain)]["adapter_sha256"]
         assert run.data.tags["git_commit"] and "final_train_loss" in run.data.metrics
         assert run.data.tags["base_model"] == "tiny" and run.data.tags["quantized"] == "false"
@@ -108,8 +110,13 @@ def test_retraining_on_the_same_inputs_gives_the_same_bytes(tiny_project, tmp_pa
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "adapter_config.json", ADAPTER_WEIGHTS,
                                                          LINEAGE_FILE]
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # What a kill mid-save leaves beside the adapter: a half-written hidden folder, which the rerun replaces.
+    leftover = folder.with_name(f".{folder.name}.partial")
+    leftover.mkdir()
+    (leftover / ADAPTER_WEIGHTS).write_bytes(b"cut short")
     _train(tiny_project, "sequential", 2, tmp_path / "a")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in folder.parent.iterdir()] == ["stage_2"]  # nothing half-written or set aside remains
 
 
 class _Diverge(TrainerCallback):
@@ -141,7 +148,7 @@ def test_a_nan_training_loss_fails_the_stage_naming_the_step_and_writes_no_adapt
     assert not (models / "sequential" / "stage_1").exists()
     client = _client(tiny_project)
     runs = client.search_runs([client.get_experiment_by_name("surgvqa").experiment_id],
-                              "tags.mlflow.runName = 'sequential-stage_1'", order_by=["attributes.start_time DESC"])
+                              "tags.name = 'sequential-stage_1'", order_by=["attributes.start_time DESC"])
     failed = runs[0]
     assert failed.info.status == "FAILED" and "adapter_sha256" not in failed.data.tags
     history = client.get_metric_history(failed.info.run_id, "train_loss")

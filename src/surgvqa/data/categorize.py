@@ -13,8 +13,9 @@ from pathlib import Path
 
 from surgvqa import entry
 from surgvqa.data import questions as Q
+from surgvqa.data.qa_record import qa_problem, refuse_bad_records
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import read_jsonl, write_json, write_jsonl
+from surgvqa.io import numbered_jsonl, write_json, write_jsonl
 from surgvqa.names import STAGE_IDS
 from surgvqa.params.categorize import CategorizeParams
 
@@ -26,6 +27,7 @@ STAGE_KEYWORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, ("procedure", r"text\b", "artefact", "artifact", "quality", "blur", "easy to detect", "contain any finding")),
 )
 DEFAULT_STAGE = 2  # findings identification: abnormalities, instruments, landmarks, their attributes
+QA_FIELDS = ("img_id", "image", "source", "question", "answer")  # what ingest writes to qa.jsonl
 
 
 def keyword_stage(question: str) -> int:
@@ -104,8 +106,11 @@ def agreement_report(assignments: list[dict], rows: list[dict], backend: str) ->
 
 def run(qa_path: Path, out_dir: Path, report_path: Path, categorize: CategorizeParams) -> dict:
     """The stage: categorize the ingested QA table, write inline.jsonl, question_stages.csv and the report;
-    fail when more LLM replies than `categorize.llm.max_unparsed_fraction` name no stage."""
-    rows = read_jsonl(Path(qa_path))
+    fail when more LLM replies than `categorize.llm.max_unparsed_fraction` name no stage. A record ingest would
+    have quarantined (qa_record.py) is refused before any work: the report then counts and lists them."""
+    numbered = list(numbered_jsonl(Path(qa_path)))
+    refuse_bad_records(Path(qa_path), numbered, lambda r: qa_problem(r, QA_FIELDS), "categorize", Path(report_path))
+    rows = [row for _, row in numbered]
     assignments = assign_stages(list(dict.fromkeys(r["question"] for r in rows)), categorize)
     stage_of = {a["question"]: a["stage"] for a in assignments}
     out_dir = Path(out_dir)

@@ -1,8 +1,11 @@
 """Stage `convert`: the per-image inline format to the CXRTrek format, one QA pair per row with its stage.
 
-A record whose instruction and target line counts differ, or whose instruction lines are not `Stage-N: ...`
-with N in 1-3, cannot be paired safely: it is rejected whole (written with its reason, counted), never
-half-converted, and the stage fails when the rejected share is above `convert.max_bad_fraction`.
+A record that cannot be paired safely is rejected whole (written to rejected.jsonl with its line in
+inline.jsonl and its reason, counted in the report), never half-converted, and the stage fails when the rejected
+share is above `convert.max_bad_fraction`. Rejected: a missing field; an image path other than `images/<img_id>.jpg`;
+instruction and target line counts that differ; an instruction line that is not `Stage-N: question` with N
+in 1-3 (`Stage-0:`, `Stage-4:`, no marker); and a pair that ingest would have quarantined (a blank question, a
+missing answer, a control character: qa_record.py, the same checks and reason names as ingest).
 """
 
 from __future__ import annotations
@@ -11,32 +14,41 @@ import re
 from pathlib import Path
 
 from surgvqa import entry
+from surgvqa.data.qa_record import NO_PROBLEM, Numbered, Problem, image_problem, missing_fields, text, value_problem
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import read_jsonl, write_json, write_jsonl
+from surgvqa.io import numbered_jsonl, write_json, write_jsonl
 from surgvqa.names import STAGE_IDS, STAGE_NAMES
 from surgvqa.params.convert import ConvertParams
 
-_STAGE_LINE = re.compile(r"Stage-(\d+): (.+)")
+_STAGE_LINE = re.compile(r"Stage-([0-9]+): (.+)")  # ASCII digits: int() would read other scripts' too
+INLINE_FIELDS = ("image", "img_id", "instruction", "target")
+MAX_NAMED = 5  # the error names at most this many rejected records
+
+
+def _pairs_problem(record: dict) -> Problem:
+    questions, answers = record["instruction"].split("\n"), record["target"].split("\n")
+    if len(questions) != len(answers):
+        return "line_count_mismatch", f"{len(questions)} instruction lines, {len(answers)} target lines"
+    for i, (line, answer) in enumerate(zip(questions, answers), 1):
+        m = _STAGE_LINE.fullmatch(line)
+        if not m:
+            return "bad_stage_line", f"instruction line {i} is not 'Stage-N: question': {line[:80]!r}"
+        if int(m.group(1)) not in STAGE_IDS:
+            return "stage_out_of_range", f"instruction line {i}: stage {m.group(1)} is not one of {list(STAGE_IDS)}"
+        reason, detail = value_problem(record["img_id"], m.group(2), answer, text(record.get("source")))
+        if reason:
+            return reason, f"pair {i}: {detail}" if detail else f"pair {i}"
+    return NO_PROBLEM
 
 
 def record_problem(record: dict) -> str:
-    """'' when an inline record converts cleanly, else the reason it cannot."""
-    missing = [k for k in ("image", "img_id", "instruction", "target") if not isinstance(record.get(k), str)]
-    if missing:
-        return f"missing_field: {', '.join(missing)}"
-    questions = record.get("instruction", "").split("\n")
-    answers = record.get("target", "").split("\n")
-    if len(questions) != len(answers):
-        return f"line_count_mismatch: {len(questions)} instruction lines, {len(answers)} target lines"
-    if any(not a.strip() for a in answers):
-        return "empty_answer: a target line is blank"
-    for line in questions:
-        m = _STAGE_LINE.fullmatch(line)
-        if not m:
-            return f"bad_stage_line: {line[:80]!r}"
-        if int(m.group(1)) not in STAGE_IDS:
-            return f"stage_out_of_range: {line[:80]!r}"
-    return ""
+    """'' when an inline record converts cleanly, else 'reason: detail' saying why it cannot."""
+    reason, detail = missing_fields(record, INLINE_FIELDS)
+    if not reason:
+        reason, detail = image_problem(record)
+    if not reason:
+        reason, detail = _pairs_problem(record)
+    return f"{reason}: {detail}" if reason else ""
 
 
 def to_cxrtrek(record: dict) -> list[dict]:
@@ -50,13 +62,13 @@ def to_cxrtrek(record: dict) -> list[dict]:
     return rows
 
 
-def convert_records(records: list[dict]) -> tuple[list[dict], list[dict], dict]:
-    """(CXRTrek rows, rejected records with their reason, report)."""
+def convert_records(records: Numbered) -> tuple[list[dict], list[dict], dict]:
+    """(CXRTrek rows, rejected records with their line in the file and reason, report) of (line, record) pairs."""
     rows, rejected = [], []
-    for rec in records:
+    for line, rec in records:
         problem = record_problem(rec)
         if problem:
-            rejected.append({**rec, "reason": problem})
+            rejected.append({"line": line, **rec, "reason": problem})
         else:
             rows.extend(to_cxrtrek(rec))
     reasons: dict[str, int] = {}
@@ -77,7 +89,7 @@ def convert_records(records: list[dict]) -> tuple[list[dict], list[dict], dict]:
 def run(inline_path: Path, out_dir: Path, report_path: Path, convert: ConvertParams) -> dict:
     """The stage: convert inline.jsonl to cxrtrek.jsonl (+ rejected.jsonl) and enforce the rejection limit."""
     max_bad_fraction = convert.max_bad_fraction
-    rows, rejected, report = convert_records(read_jsonl(Path(inline_path)))
+    rows, rejected, report = convert_records(list(numbered_jsonl(Path(inline_path))))
     report["max_bad_fraction"] = max_bad_fraction
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "cxrtrek.jsonl", rows)
@@ -86,10 +98,12 @@ def run(inline_path: Path, out_dir: Path, report_path: Path, convert: ConvertPar
     if report["records_total"] == 0:
         raise SurgvqaError(f"{inline_path} holds no records: check the ingest and categorize reports")
     if report["rejected_fraction"] > max_bad_fraction:
+        named = "; ".join(f"{inline_path}:{r['line']} (img_id {str(r.get('img_id'))[:40]!r}): {r['reason']}"
+                          for r in rejected[:MAX_NAMED])
         raise SurgvqaError(
-            f"convert: {report['records_rejected']} of {report['records_total']} inline records are malformed "
-            f"({report['rejected_by_reason']}), above convert.max_bad_fraction {max_bad_fraction}. "
-            f"See {out_dir / 'rejected.jsonl'}.")
+            f"convert: {report['records_rejected']} of {report['records_total']} inline records in {inline_path} "
+            f"are malformed ({report['rejected_by_reason']}), above convert.max_bad_fraction {max_bad_fraction}: "
+            f"{named}{'; ...' if len(rejected) > MAX_NAMED else ''}. All of them are in {out_dir / 'rejected.jsonl'}.")
     return report
 
 

@@ -1,7 +1,9 @@
 """Stage `split`: a deterministic image-level train/val/test split, so no image is in two splits.
 
 Kvasir-VQA has no official split and about nine questions per image; splitting rows instead of images would
-put the same picture in train and test and inflate every test score.
+put the same picture in train and test and inflate every test score. A row that convert would not have written
+(qa_record.py's checks, a stage id outside 1-3 or a stage name that is not its id's) is refused before any
+split is written: the error names the file and lines (`path:line`) and the reasons, the report counts and lists them.
 """
 
 from __future__ import annotations
@@ -10,10 +12,21 @@ import random
 from pathlib import Path
 
 from surgvqa import entry
+from surgvqa.data.qa_record import Problem, qa_problem, refuse_bad_records
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import read_jsonl, write_json, write_jsonl
-from surgvqa.names import SPLITS, STAGE_IDS
+from surgvqa.io import numbered_jsonl, write_json, write_jsonl
+from surgvqa.names import SPLITS, STAGE_IDS, STAGE_NAMES
 from surgvqa.params.split import SplitParams
+
+
+def row_problem(row: dict) -> Problem:
+    """('', '') for a CXRTrek row as convert writes it, else (reason, detail)."""
+    stage = row.get("stage_id")
+    if type(stage) is not int or stage not in STAGE_IDS:  # `type`: True == 1, but a boolean is no stage
+        return "stage_out_of_range", f"stage_id {stage!r} is not one of {list(STAGE_IDS)}"
+    if row.get("stage_name") != STAGE_NAMES[stage]:
+        return "bad_stage_name", f"stage_name {row.get('stage_name')!r} is not {STAGE_NAMES[stage]!r}"
+    return qa_problem(row)
 
 
 def assign_images(img_ids: list[str], ratios: SplitParams) -> dict[str, str]:
@@ -41,9 +54,11 @@ def split_rows(rows: list[dict], ratios: SplitParams) -> dict[str, list[dict]]:
 
 def run(cxrtrek_path: Path, out_dir: Path, report_path: Path, split: SplitParams) -> dict:
     """The stage: write train/val/test.jsonl and a report of images, rows and stage counts per split."""
-    rows = read_jsonl(Path(cxrtrek_path))
-    if not rows:
+    numbered = list(numbered_jsonl(Path(cxrtrek_path)))
+    if not numbered:
         raise SurgvqaError(f"{cxrtrek_path} holds no QA rows: nothing to split")
+    refuse_bad_records(Path(cxrtrek_path), numbered, row_problem, "split", Path(report_path))
+    rows = [row for _, row in numbered]
     parts = split_rows(rows, split)
     report = {}
     for name, part in parts.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 from surgvqa import entry
 from surgvqa.errors import SurgvqaError
 from surgvqa.evaluate.stats import holm, paired
-from surgvqa.io import read_json, read_jsonl, write_json
+from surgvqa.io import read_json, read_jsonl, write_json, write_text
 from surgvqa.names import APPROACHES, STAGE_IDS
 from surgvqa.params.evaluate import EvalParams
 from surgvqa.params.tracking import TrackingParams
@@ -149,6 +149,7 @@ def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, evaluate
     from surgvqa import tracking as mlflow_tracking
     from surgvqa.evaluate.plots import forgetting_heatmap, stage_bars
 
+    mlflow_tracking.check_server(tracking)  # before the work: a tracking server that is down fails in seconds
     missing = [a for a in APPROACHES if not (eval_dir / a / "report.json").is_file()]
     if missing:
         raise SurgvqaError(f"no evaluation for {', '.join(missing)}: run `dvc repro` (evaluate@<approach>) first")
@@ -156,7 +157,7 @@ def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, evaluate
     predictions = {a: read_jsonl(eval_dir / a / "predictions.jsonl") for a in APPROACHES}
     result = compare(reports, predictions, evaluate.confidence)
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text(markdown(result, reports), encoding="utf-8")
+    write_text(out_md, markdown(result, reports))
     metrics = flat_metrics(result)
     write_json(out_json, metrics)
     charts_dir.mkdir(parents=True, exist_ok=True)
@@ -165,11 +166,36 @@ def run(eval_dir: Path, out_md: Path, out_json: Path, charts_dir: Path, evaluate
     if "forgetting" in result:
         charts.append(charts_dir / "forgetting.png")
         forgetting_heatmap(result["forgetting"], charts[1])
-    with mlflow_tracking.start_run(tracking, "compare", {"kind": "comparison"}):
-        mlflow_tracking.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
-        for path in (out_md, out_json, *charts):
-            mlflow_tracking.log_file(path, "comparison")
+    log_comparison(eval_dir, metrics, [out_md, out_json], charts, result, evaluate, tracking)
     return result
+
+
+def log_comparison(eval_dir: Path, metrics: dict, reports: list[Path], charts: list[Path], result: dict,
+                   evaluate: EvalParams, tracking: TrackingParams) -> str:
+    """The MLflow run `compare`, linked to the evaluation runs it compares (found by the sha256 of each
+    report.json it read: tags `compared_run.<approach>`, and links in its description). The charts sit at the top
+    of its artifacts, where MLflow's Compare page shows them. Returns its id."""
+    from surgvqa import tracking as mlflow_tracking
+    from surgvqa.model.lineage import sha256_file
+
+    found = {a: mlflow_tracking.find_evaluation_run(tracking, a, sha256_file(eval_dir / a / "report.json"))
+             for a in APPROACHES}
+    tags = {f"compared_run.{a}": run.info.run_id if run else f"not found in {tracking.resolved_uri()}"
+            for a, run in found.items()}
+    links = ", ".join(f"[evaluate-{a}](#/experiments/{run.info.experiment_id}/runs/{run.info.run_id})" if run
+                      else f"evaluate-{a} (not in this store)" for a, run in found.items())
+    strict = ", ".join(f"{a} {s['overall']['strict']:.3f}" for a, s in result["approaches"].items())
+    description = (f"Comparison of the three approaches on the test split ({result['mode']} mode), strict "
+                   f"accuracy: {strict}; paired exact McNemar tests with Holm adjustment in compare.md. "
+                   f"Compares the evaluation runs {links}.")
+    with mlflow_tracking.start_run(tracking, "compare", tags, kind="comparison", params={"evaluate": evaluate},
+                                   description=description) as run:
+        mlflow_tracking.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
+        for path in reports:
+            mlflow_tracking.log_file(path, "comparison")
+        for path in charts:
+            mlflow_tracking.log_file(path, None)
+    return run.info.run_id
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ name starts with its mode (`context_strict_overall`, `independent_strict_stage_1
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from surgvqa import entry
@@ -18,8 +19,8 @@ from surgvqa.errors import SurgvqaError
 from surgvqa.evaluate.match import lenient_match, strict_match
 from surgvqa.evaluate.metrics import majority_answers, summarise
 from surgvqa.evaluate.stats import accuracy
-from surgvqa.io import read_jsonl, write_json, write_jsonl
-from surgvqa.model.lineage import ADAPTER_WEIGHTS, adapter_dir
+from surgvqa.io import read_jsonl, replace_folder, write_json, write_jsonl
+from surgvqa.model.lineage import ADAPTER_WEIGHTS, adapter_dir, check_adapter_files
 from surgvqa.names import APPROACHES, STAGE_IDS
 from surgvqa.params.categorize import CategorizeParams
 from surgvqa.params.evaluate import EvalParams
@@ -105,18 +106,23 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
         model: ModelParams, prompt: PromptParams, categorize: CategorizeParams, evaluate: EvalParams,
         tracking: TrackingParams) -> dict:
     """The stage: answer the test split in every configured mode, score it, write the reports and the MLflow run."""
+    from surgvqa import tracking as mlflow_tracking
     from surgvqa.evaluate.plots import stage_bars
     from surgvqa.infer.engine import AdapterModels, answer_items, make_answerer
     from surgvqa.infer.generate import load_adapters
     from surgvqa.infer.routing import read_stage_table
-    from surgvqa.model.lineage import sha256_file
+    from surgvqa.model.lineage import read_lineage, sha256_file
     from surgvqa.model.load import base_record, load_base
     from surgvqa.model.prompts import answer_choices, candidate_sets
 
+    mlflow_tracking.check_server(tracking)  # before the work: a tracking server that is down fails in seconds
     dirs, adapter_of_stage = approach_adapters(approach, models_dir)
     missing = [str(d) for d in dirs.values() if not (d / ADAPTER_WEIGHTS).is_file()]
     if missing:
-        raise SurgvqaError(f"adapters missing: {', '.join(missing)}; train them first (dvc repro)")
+        raise SurgvqaError(f"adapters missing: {', '.join(missing)}; train them first (dvc repro), or fetch them "
+                           "with `dvc pull` when they were trained elsewhere")
+    for d in dirs.values():
+        check_adapter_files(d)  # readable, and the bytes its training wrote: an error names the file and the fix
     train_rows, items, answers = load_test_items(splits_dir, raw_dir, read_stage_table(stage_table), categorize)
 
     base_model, processor = load_base(base_record(models_dir / "base"), model)
@@ -147,7 +153,11 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
             after[k] = score_rows(items, preds, answers, majority, "independent", only_k, evaluate)
         report["forgetting"] = forgetting_matrix(after)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a sibling folder that then replaces out_dir: a kill leaves the old reports or
+    # none, never a mix of old and new files.
+    final_dir, out_dir = out_dir, out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
     write_jsonl(out_dir / "predictions.jsonl", [r for rows in scored.values() for r in rows])
     write_json(out_dir / "report.json", report)
     metrics = {}
@@ -160,7 +170,9 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
                   "majority": first["stage"][s]["majority"]} for s in first["stage"]]
     _write_csv(out_dir / "per_stage.csv", plot_rows)
     stage_bars(report["modes"], f"{approach}: accuracy per stage (test split)", out_dir / "accuracy.png")
-    _log_to_mlflow(approach, dirs, report, metrics, out_dir, evaluate, tracking)
+    replace_folder(final_dir, out_dir)
+    log_evaluation(approach, {n: read_lineage(d) for n, d in dirs.items()}, report, metrics, final_dir, evaluate,
+                   tracking, {"model": model, "prompt": prompt, "categorize": categorize, "evaluate": evaluate})
     return report
 
 
@@ -173,26 +185,36 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def _log_to_mlflow(approach: str, dirs: dict[str, Path], report: dict, metrics: dict, out_dir: Path,
-                   evaluate: EvalParams, tracking: TrackingParams) -> None:
+def log_evaluation(approach: str, lineage: dict[str, dict], report: dict, metrics: dict, out_dir: Path,
+                   evaluate: EvalParams, tracking: TrackingParams, params: dict) -> str:
+    """The MLflow run `evaluate-<approach>` of the reports in out_dir, linked to the training runs of the adapters
+    (`lineage`: name -> lineage record) and found again by `compare` through report.json's sha256. Returns its id.
+    The chart sits at the top of the run's artifacts, where MLflow's Compare page shows it beside the others'."""
     from surgvqa import tracking as mlflow_tracking
-    from surgvqa.model.lineage import read_lineage
+    from surgvqa.model.lineage import sha256_file
 
-    lineage = {n: read_lineage(d) for n, d in dirs.items()}
     # Each adapter leads to its training run through the weight hash (the lineage holds no run id).
     runs = {n: mlflow_tracking.find_adapter_run(tracking, rec) for n, rec in lineage.items()}
-    tags = {"approach": approach, "kind": "evaluation", "decoding": evaluate.decoding,
+    tags = {"approach": approach, "decoding": evaluate.decoding, "report_sha256": sha256_file(out_dir / "report.json"),
             "primary_mode": evaluate.modes[0], "base_model": next(iter(lineage.values()))["base"]["name"],
             **{f"adapter_sha256.{n}": rec["adapter_sha256"] for n, rec in lineage.items()},
             **{f"adapter_run.{n}": run or f"not found in {tracking.resolved_uri()}" for n, run in runs.items()}}
-    with mlflow_tracking.start_run(tracking, f"evaluate-{approach}", tags):
+    primary = f"{evaluate.modes[0]}_strict_overall"
+    description = (f"Evaluation of the {approach} approach on the test split ({report['items']} items, "
+                   f"{evaluate.decoding} decoding, modes {', '.join(evaluate.modes)}): {primary} "
+                   f"{metrics.get(primary, float('nan')):.3f}. Adapters: "
+                   + ", ".join(f"`{n}` (training run {run or 'not in this store'})" for n, run in runs.items()) + ".")
+    with mlflow_tracking.start_run(tracking, f"evaluate-{approach}", tags, kind="evaluation", params=params,
+                                   description=description) as run:
         mlflow_tracking.log_params({"evaluate": vars(evaluate), "items": report["items"]})
         mlflow_tracking.log_metrics(metrics)
         if "forgetting" in report:
             mlflow_tracking.log_metrics({f"independent_forgetting.{row}.{col}": v
                                          for row, cols in report["forgetting"].items() for col, v in cols.items()})
-        for name in ("report.json", "metrics.json", "per_stage.csv", "accuracy.png", "predictions.jsonl"):
+        for name in ("report.json", "metrics.json", "per_stage.csv", "predictions.jsonl"):
             mlflow_tracking.log_file(out_dir / name, "evaluation")
+        mlflow_tracking.log_file(out_dir / "accuracy.png", None)
+    return run.info.run_id
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -12,6 +13,21 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path) -> None:
+    """Write the figure to `path` atomically, as surgvqa.io.atomic_open does for text (a temp file beside it, then
+    os.replace: a kill leaves the old chart or none, never half a PNG), and close it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("wb") as f:
+            fig.savefig(f, format=path.suffix.lstrip("."), dpi=100)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        plt.close(fig)
+        partial.unlink(missing_ok=True)
 
 
 def stage_bars(groups: dict[str, dict], title: str, path: Path) -> None:
@@ -39,8 +55,7 @@ def stage_bars(groups: dict[str, dict], title: str, path: Path) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def forgetting_heatmap(matrix: dict[str, dict[str, float | None]], path: Path) -> None:
@@ -57,5 +72,4 @@ def forgetting_heatmap(matrix: dict[str, dict[str, float | None]], path: Path) -
     ax.set_yticks(range(len(rows)), [r.replace("_", " ") for r in rows])
     ax.set_title("curriculum: accuracy after each stage")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)

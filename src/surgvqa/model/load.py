@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json
-from surgvqa.model.lineage import BASE_FILE
+from surgvqa.model.lineage import BASE_FILE, check_safetensors, restore_hint
 from surgvqa.params.model import ModelParams
 
 # Kept in full precision under 4-bit loading: the vision tower (its fused qkv is tiny next to the LM, and NF4
@@ -21,7 +22,21 @@ QUANT_SKIP_MODULES = ["model.visual", "lm_head"]
 
 def base_record(base_dir: Path) -> dict:
     """The base.json written by the base stage."""
-    return read_json(base_dir / BASE_FILE, hint="run `dvc repro base` first")
+    return read_json(base_dir / BASE_FILE, hint=restore_hint(base_dir, "base"))
+
+
+def check_local_weights(source: str) -> None:
+    """A local base's safetensors files open cleanly (header and size), so a truncated or corrupted file is an error
+    naming it, not a traceback from deep inside transformers. A Hub id is left to the Hub's own checks."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise SurgvqaError(f"{folder} has no *.safetensors weights (only safetensors are loaded, never pickle): "
+                           f"{restore_hint(folder, 'base')}")
+    for path in files:
+        check_safetensors(path, restore_hint(folder, "base"))
 
 
 def load_base(record: dict, model: ModelParams):
@@ -31,6 +46,7 @@ def load_base(record: dict, model: ModelParams):
     from surgvqa.device import pick_device, pick_dtype
     from surgvqa.model.processor import load_processor
 
+    check_local_weights(record["source"])
     device = pick_device(model.device)
     kwargs = dict(revision=record["revision"], dtype=pick_dtype(model.dtype, device), use_safetensors=True,
                   trust_remote_code=model.trust_remote_code, device_map={"": str(device)})

@@ -157,6 +157,9 @@ def run(merged_dir: Path, models_dir: Path, splits_dir: Path, raw_dir: Path, eva
                                 "decoding": manifest["serving"]["evaluate"]["decoding"]},
                   "items": len(rows), "metrics": candidate_metrics(summary), "fidelity": result,
                   "stage": summary["stage"], "qtype": summary["qtype"]}
+    # evaluation.json, the gate's input, is written last and the old one removed first: a kill between the two
+    # writes leaves no evaluation for the gate to take as this candidate's, never an old one beside new predictions.
+    (out_dir / EVALUATION).unlink(missing_ok=True)
     write_jsonl(out_dir / PREDICTIONS, rows)
     write_json(out_dir / EVALUATION, evaluation)
     return evaluation

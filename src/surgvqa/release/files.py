@@ -10,7 +10,7 @@ from pathlib import Path
 
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json
-from surgvqa.model.lineage import LINEAGE_FILE, adapter_dir, sha256_file
+from surgvqa.model.lineage import LINEAGE_FILE, adapter_dir, check_safetensors, restore_hint, sha256_file
 from surgvqa.names import STAGE_IDS
 
 MANIFEST = "manifest.json"  # in models/merged: routes, serving settings, merged_sha256
@@ -20,7 +20,7 @@ PREDICTIONS = "predictions.jsonl"  # in reports/release: its scored answers
 
 def read_manifest(merged_dir: Path) -> dict:
     """models/merged/manifest.json."""
-    return read_json(merged_dir / MANIFEST, hint="run `dvc repro merge` first")
+    return read_json(merged_dir / MANIFEST, hint=restore_hint(merged_dir, "merge"))
 
 
 def released_adapters(approach: str, models_dir: Path) -> tuple[dict[str, Path], dict[int, str]]:
@@ -40,7 +40,7 @@ def sha256_folder(folder: Path) -> str:
     tokenizer, processor, chat template. lineage.json is left out: it records this hash."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != LINEAGE_FILE)
     if not files:
-        raise SurgvqaError(f"{folder} has no files: rerun `dvc repro merge`")
+        raise SurgvqaError(f"{folder} has no files: {restore_hint(folder.parent, 'merge')}")
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(folder).as_posix().encode() + b"\0" + sha256_file(f).encode())
@@ -59,12 +59,19 @@ def check_candidate(merged_dir: Path, manifest: dict) -> None:
     """The candidate on disk is the one its manifest names: every merged folder hashes to the recorded value and
     the manifest's own content (route, serving settings) to its merged_sha256. A truncated or edited model, or
     an edited manifest, is an error naming it."""
+    fix = restore_hint(merged_dir, "merge")
     for name, expected in manifest["models"].items():
-        actual = sha256_folder(merged_dir / name)
+        folder = merged_dir / name
+        if not folder.is_dir():
+            raise SurgvqaError(f"{folder} does not exist, though {merged_dir / MANIFEST} names it: {fix}")
+        actual = sha256_folder(folder)
         if actual != expected:
-            raise SurgvqaError(f"{merged_dir / name}: files hash {actual[:12]}, the manifest says {expected[:12]}: "
-                               "the merged model changed after the merge; rerun `dvc repro merge`")
+            for weights in sorted(folder.glob("*.safetensors")):  # name the file when one is cut short or corrupted
+                check_safetensors(weights, f"the merged model changed after the merge; {fix}")
+            raise SurgvqaError(f"{folder}: files hash {actual[:12]}, the manifest says {expected[:12]}: "
+                               f"the merged model changed after the merge; {fix}")
     actual = candidate_hash(manifest)
     if actual != manifest["merged_sha256"]:
         raise SurgvqaError(f"{merged_dir / MANIFEST}: its content hashes to {actual[:12]}, not its merged_sha256 "
-                           f"{manifest['merged_sha256'][:12]}: the manifest was edited; rerun `dvc repro merge`")
+                           f"{manifest['merged_sha256'][:12]}: the manifest was edited; "
+                           f"{restore_hint(merged_dir, 'merge')}")

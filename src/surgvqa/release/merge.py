@@ -25,8 +25,8 @@ from pathlib import Path
 
 from surgvqa import entry
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import read_jsonl, write_json
-from surgvqa.model.lineage import LINEAGE_FILE, read_lineage
+from surgvqa.io import read_jsonl, replace_folder, write_json
+from surgvqa.model.lineage import LINEAGE_FILE, read_lineage, restore_hint, training_stage
 from surgvqa.params.categorize import CategorizeParams
 from surgvqa.params.evaluate import EvalParams
 from surgvqa.params.merge import MergeParams
@@ -59,12 +59,12 @@ def check_adapter(adapter: Path, base: dict, model: ModelParams) -> dict:
     report = verify_adapter(adapter, model)
     if not report.ok:
         raise SurgvqaError(f"{adapter} fails verify-adapter ({report.failed_names()}); see `surgvqa verify-adapter "
-                           f"{adapter}`, then retrain it (`dvc repro`) before merging")
+                           f"{adapter}`, then {restore_hint(adapter)} before merging")
     lineage = read_lineage(adapter)
     if lineage["base"]["content_hash"] != base["content_hash"]:
         raise SurgvqaError(f"{adapter} was trained on base weights {lineage['base']['content_hash'][:12]}, but the "
                            f"base to merge into has {base['content_hash'][:12]}: retrain the adapter on this base "
-                           "(`dvc repro`) or restore the base it was trained on")
+                           f"(`dvc repro {training_stage(adapter)}`) or restore the base it was trained on")
     return lineage
 
 
@@ -175,8 +175,7 @@ def run(models_dir: Path, splits_dir: Path, stage_table: Path, out_dir: Path, re
                 "models": models, "serving": serving}
     manifest["merged_sha256"] = candidate_hash(manifest)
     write_json(partial / MANIFEST, manifest)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
+    replace_folder(out_dir, partial)
     return manifest
 
 

@@ -12,6 +12,34 @@ A command after `dvc repro`, not a stage: it changes shared state (the registry)
 4. sets `challenger` on the version, and moves `champion` only when the gate and the comparison both passed for
    this very candidate; otherwise exits non-zero with champion where it was. Each attempt is recorded in the
    registered model's history tags; the result goes to reports/promotion.json and the version's tags.
+
+Concurrency (two `surgvqa promote` at once; tests/release/test_promote_concurrent.py runs real ones against a
+real `mlflow server`). MLflow's registry API has no compare-and-set on aliases: `set_registered_model_alias` is
+an upsert, last writer wins. What is atomic is one request: `create_model_version` writes the version and its
+tags in one transaction (version numbers come from the store, retried on conflict), and each tag write is an
+upsert of its own key. Hence:
+- `champion` never points at a version whose gate failed, whatever the interleaving: a failed gate never writes
+  `champion`; the only writers (`registry.move_champion`, from promote and rollback) refuse a version whose
+  `gate.passed` tag, written with the version and never rewritten, is not `true`; and promote re-reads champion
+  after moving it and checks its tag again (`registry.checked_champion`), so a champion set outside surgvqa to a
+  failed version is an error, not a silent result.
+- every attempt is recorded: it is a version of its own (with its gate and `promotion.*` tags) and a history
+  event under a key of its own (`history.<ns>.<pid>`), so concurrent attempts cannot overwrite each other's record.
+- champion moves only from the version the candidate was compared with: just before moving it, promote reads it
+  again and, if a concurrent promotion or rollback moved it meanwhile, refuses (fail closed, rerun to compare
+  with the new champion). This is a check then an act, not an atomic one: the re-read and the write are two
+  requests, and two passing promotions whose re-reads both fall before either write (milliseconds apart) both
+  move champion, the later write winning. The overwritten one prints `superseded` when its read-back comes after
+  the overwrite (else nothing tells it); `rollback` refuses to guess when the history's last move is not the
+  champion. (tests/release/test_promote.py::test_champion_moved_during_a_promotion forces both branches.) No
+  lock is built on the registry for that window: CI's only promoting job runs one at a time (gpu-validation.yml's
+  concurrency group), and a lock made of registry writes would need expiry and ownership checks of its own.
+- `challenger` is last writer wins too: it names the latest attempt that set it, passing or not.
+- the first two promotes on an empty registry both create the registered model and the experiment: the one that
+  loses that race (RESOURCE_ALREADY_EXISTS) uses the other's (`registry.ensure_registered_model`,
+  `registry.experiment_id`).
+- two processes promoting the same candidate at once may both register it; both then use the lowest version
+  with its hash, and the other is tagged `duplicate_of`.
 """
 
 from __future__ import annotations
@@ -21,6 +49,7 @@ import tempfile
 from pathlib import Path
 
 from surgvqa import entry, profile
+from surgvqa import tracking as tracking_runs
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json, read_jsonl, write_json
 from surgvqa.model.lineage import LINEAGE_FILE, git_commit
@@ -115,11 +144,14 @@ def register(client, name: str, merged_dir: Path, release_dir: Path, gate_path: 
     import surgvqa
     from surgvqa.release.pyfunc import MergedVQAModel, requirements, signature
 
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(tracking.experiment)
-    run = client.create_run(experiment_id, run_name=f"release-{manifest['approach']}",
-                            tags={"kind": "release", "approach": manifest["approach"],
-                                  "merged_sha256": manifest["merged_sha256"]})
+    experiment_id = registry.experiment_id(client, tracking.experiment)
+    tracking_runs.describe_experiment(client, experiment_id)
+    standard = tracking_runs.run_tags("release", f"release-{manifest['approach']}", None,
+                                      f"Release of the merged `{manifest['approach']}` model "
+                                      f"(merged_sha256 `{manifest['merged_sha256'][:12]}`), registered as `{name}`.")
+    run = client.create_run(experiment_id, run_name=tracking_runs.display_name(standard),
+                            tags=standard | {"approach": manifest["approach"],
+                                             "merged_sha256": manifest["merged_sha256"]})
     run_id = run.info.run_id
     try:
         evaluation = read_json(release_dir / EVALUATION)
@@ -155,6 +187,9 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
         promote: PromoteParams, tracking: TrackingParams) -> dict:
     """Register the candidate, compare it with the champion, move the aliases; raises when not promoted."""
     name = promote.registered_model
+    # First, within seconds, when the server does not answer (hashing a 2B candidate below reads GBs). The
+    # requests after it are not bounded by the tracking params: uploading its weights may rightly take longer.
+    tracking_runs.check_server(tracking)
     gate, manifest = fresh_report(gate_path, merged_dir, test_file)  # what is registered is what was gated
     test_sha256 = gate["candidate"]["test_sha256"]
     if read_json(release_dir / EVALUATION)["candidate"]["merged_sha256"] != manifest["merged_sha256"]:
@@ -163,13 +198,17 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     client = registry.client_for(tracking.resolved_uri())
     registry.ensure_registered_model(client, name)
     tags = version_tags(manifest, lineages, gate, test_sha256)
+    champion = registry.checked_champion(client, name)  # before registering: a failed champion is named first
     version = registry.version_of_candidate(client, name, manifest["merged_sha256"])
     if version is None:
         version = register(client, name, merged_dir, release_dir, gate_path, manifest, tags, tracking)
+        first = registry.version_of_candidate(client, name, manifest["merged_sha256"])
+        if str(first.version) != str(version.version):  # a concurrent promote registered it first: use that one
+            client.set_model_version_tag(name, str(version.version), "duplicate_of", str(first.version))
+            version = first
     # A rerun finds the version registered before and keeps its tags: they record the gate it was registered
     # with. A different verdict now (thresholds changed) is refused below, and a failing champion is named.
     number = str(version.version)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
     previous = str(champion.version) if champion is not None else None
     already = previous == number
     recorded = client.get_model_version(name, number).tags.get("gate.passed")
@@ -197,7 +236,14 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     reasons = ([] if gate["passed"] else [f"gate failed: {', '.join(gate['failed'])}"]) + (
         [] if comparison["passed"] else [f"against champion v{previous}: {comparison['detail']}"])
     if promoted and not already:
-        registry.set_champion(client, name, number)
+        moved, current = registry.move_champion(client, name, number, expected=previous)
+        if not moved and current == number:  # a concurrent promote of this very candidate moved it first
+            already = True
+        elif not moved:
+            promoted = False
+            reasons.append(f"champion moved from {_v(previous)} to {_v(current)} while v{number} was compared with "
+                           f"{_v(previous)} (a concurrent promotion or rollback): nothing changed; run `surgvqa "
+                           f"promote` again to compare with {_v(current)}")
     if not already:
         registry.record_event(client, name, {"action": "promote" if promoted else "refused",
                                              "version": number, "previous": previous,
@@ -205,18 +251,27 @@ def run(merged_dir: Path, release_dir: Path, gate_path: Path, test_file: Path, r
     outcome = {"promotion.passed": str(promoted).lower(), "promotion.vs_champion": comparison["detail"]}
     for key, value in outcome.items():
         client.set_model_version_tag(name, number, key, registry.tag_value(value))
-    champion_now = registry.alias_version(client, name, registry.CHAMPION)
+    champion_now = registry.checked_champion(client, name)
+    if promoted and champion_now is not None and str(champion_now.version) != number:
+        print(f"promote: v{number} was made champion, then superseded by v{champion_now.version} (a concurrent "
+              "promotion or rollback moved it after this one)")
     report = {"registered_model": name, "version": number, "merged_sha256": manifest["merged_sha256"],
               "test_sha256": test_sha256, "gate_passed": bool(gate["passed"]), "vs_champion": comparison,
               "previous_champion": previous, "promoted": promoted,
               "champion": str(champion_now.version) if champion_now else None, "reasons": reasons,
-              "tracking_uri": registry.without_credentials(tracking.resolved_uri())}
+              "tracking_uri": tracking_runs.without_credentials(tracking.resolved_uri())}
     write_json(report_path, report)
     print(f"promote: {name} v{number} (challenger); vs champion: {comparison['detail']}")
     if not promoted:
-        raise SurgvqaError(f"not promoted: {'; '.join(reasons)}. champion stays at "
-                           f"{'v' + previous if previous else 'none'} (details: {report_path})")
+        now = report["champion"]
+        where = (f"champion stays at {_v(now)}" if now == previous
+                 else f"champion is {_v(now)} (moved by another promotion or rollback meanwhile)")
+        raise SurgvqaError(f"not promoted: {'; '.join(reasons)}. {where} (details: {report_path})")
     return report
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "none"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,26 +28,40 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def without_credentials(uri: str) -> str:
-    """The URI with any user:password@ removed: reports are uploaded as CI artifacts."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=host))
+def _already_exists(error) -> bool:
+    return getattr(error, "error_code", None) == "RESOURCE_ALREADY_EXISTS"
 
 
 def ensure_registered_model(client, name: str) -> None:
-    """Create the registered model unless it exists."""
+    """Create the registered model unless it exists (a concurrent promote may create it first: that is fine)."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
+        return
     except MlflowException:
+        pass
+    try:
         client.create_registered_model(name, description="surgvqa: merged Qwen2-VL candidates for Kvasir-VQA; "
                                        "`surgvqa promote` moves champion only past the gate")
+    except MlflowException as e:
+        if not _already_exists(e):
+            raise
+
+
+def experiment_id(client, name: str) -> str:
+    """The id of the experiment `name`, created unless it exists (a concurrent promote may create it first)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as e:
+        if not _already_exists(e):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def version_of_candidate(client, name: str, merged_sha256: str):
@@ -84,13 +98,36 @@ def history(client, name: str) -> list[dict]:
     return [json.loads(tags[k]) for k in keys]
 
 
-def set_champion(client, name: str, version: str) -> None:
-    """Point champion at a version whose gate passed (refused otherwise, whoever asks)."""
+def move_champion(client, name: str, version: str, expected: str | None) -> tuple[bool, str | None]:
+    """Point champion at `version` if it still points at `expected` (the version the caller decided against);
+    (True, version) when moved, else (False, where it points now) and nothing changed. A version whose gate did
+    not pass is refused, whoever asks.
+
+    A check then an act, not atomic: MLflow has no compare-and-set on aliases (setting one is an upsert), so a
+    concurrent write landing between the re-read and the write (two requests) still wins or loses by order. The
+    window is the time between those two requests, milliseconds, not the seconds a comparison takes; callers
+    re-read with `checked_champion` after."""
     tags = client.get_model_version(name, version).tags
-    if tags.get("gate.passed") != "true":
+    if tags.get("gate.passed") != "true":  # written with the version (one transaction); surgvqa never rewrites it
         raise SurgvqaError(f"{name} version {version} did not pass its gate (gate.passed = "
                            f"{tags.get('gate.passed')!r}): champion never points at such a version")
+    current = alias_version(client, name, CHAMPION)
+    current = str(current.version) if current is not None else None
+    if current != expected:
+        return False, current
     client.set_registered_model_alias(name, CHAMPION, version)
+    return True, version
+
+
+def checked_champion(client, name: str):
+    """The champion version (or None), refused when its gate did not pass: only a change made outside surgvqa
+    (the UI, another client) can cause that, and it must not be served silently."""
+    champion = alias_version(client, name, CHAMPION)
+    if champion is not None and champion.tags.get("gate.passed") != "true":
+        raise SurgvqaError(f"{name}@{CHAMPION} points at v{champion.version}, whose gate.passed is "
+                           f"{champion.tags.get('gate.passed')!r}: it was moved outside surgvqa; choose a passing "
+                           "version with `surgvqa rollback --to VERSION`")
+    return champion
 
 
 def tag_value(text: str, limit: int = 4000) -> str:

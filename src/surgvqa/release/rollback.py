@@ -2,7 +2,9 @@
 
 It undoes the latest promotion recorded in the registered model's history (MLflow keeps none of its own), so
 re-running it is safe: after a rollback, a second one changes nothing and says so. `--to VERSION` picks the
-version instead; either way the target must have passed its gate, and the rollback is recorded.
+version instead; either way the target must have passed its gate, and the rollback is recorded. It moves champion
+only if it still points where the rollback was decided from (`registry.move_champion`; see promote.py on what
+MLflow's registry makes atomic and what it does not).
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ def run(to_version: str | None, promote: PromoteParams, tracking: TrackingParams
     if to_version == number:
         print(f"rollback: champion is already v{to_version}; nothing to do")
         return {"champion": number, "previous": number, "changed": False}
-    registry.set_champion(client, name, to_version)
+    moved, now = registry.move_champion(client, name, to_version, expected=number)
+    if not moved:
+        raise SurgvqaError(f"champion moved from v{number} to {'v' + now if now else 'none'} while the rollback was "
+                           "decided (a concurrent promotion or rollback): nothing changed; run `surgvqa rollback` "
+                           "again")
     registry.record_event(client, name, {"action": "rollback", "version": to_version, "previous": number})
     print(f"rollback: {name} champion v{number} -> v{to_version}")
     return {"champion": to_version, "previous": number, "changed": True}

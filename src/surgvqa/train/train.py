@@ -10,6 +10,10 @@ A non-finite training or validation loss fails the stage with the step and stage
 written. Checkpoints go outside the DVC output (DVC deletes outputs before a stage runs), so a rerun after an
 interruption resumes from the last checkpoint in the same MLflow run, but only when the checkpoints were made
 from the same inputs (a fingerprint beside them says so); otherwise they are discarded.
+
+Killed at any point (SIGKILL included), a stage leaves nothing a later stage could take as complete: a checkpoint
+cut short is skipped (the Trainer writes trainer_state.json last), the adapter folder appears whole by a rename or
+not at all, and the MLflow run of an attempt whose checkpoints are discarded is marked KILLED, not left RUNNING.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 from surgvqa import entry
 from surgvqa.data.raw import IMAGES, RAW_DIR
 from surgvqa.errors import SurgvqaError
-from surgvqa.io import read_jsonl
-from surgvqa.model.lineage import ADAPTER_WEIGHTS, read_lineage, sha256_file, write_lineage
+from surgvqa.io import read_jsonl, replace_folder, write_text
+from surgvqa.model.lineage import ADAPTER_WEIGHTS, check_adapter_files, sha256_file, write_lineage
 from surgvqa.model.load import base_record, load_base, quantization_record
 from surgvqa.model.prompts import candidate_sets, render_prompt
 from surgvqa.model.sft import Collator, Example, SFTDataset, image_of
@@ -39,6 +44,13 @@ from surgvqa.train.approaches import StagePlan, plan_rows, plan_stage, size_hype
 
 RUN_ID_FILE = "mlflow_run_id"
 FINGERPRINT_FILE = "inputs.sha256"
+TRAINER_STATE = "trainer_state.json"  # the last file the Trainer writes into a checkpoint
+
+
+def adapter_partial(out_dir: Path) -> Path:
+    """Where an adapter is written until it is complete: models/sequential/.stage_1.partial beside
+    models/sequential/stage_1."""
+    return out_dir.with_name(f".{out_dir.name}.partial")
 
 
 def stage_examples(rows: list[dict], stages: tuple[int, ...], raw_dir: Path, candidates: dict,
@@ -48,11 +60,16 @@ def stage_examples(rows: list[dict], stages: tuple[int, ...], raw_dir: Path, can
             for r in rows if r["stage_id"] in stages]
 
 
-def _check_parent(parent: dict, base: dict, quantization: dict) -> None:
-    # Continuing an adapter on other weights, or with another quantization, would silently change what it means.
+def _check_parent(parent: dict, base: dict) -> None:
+    # Continuing an adapter on other weights would silently change what it means. Needs only base.json: checked
+    # before the base loads.
     if parent["base"]["content_hash"] != base["content_hash"]:
         raise SurgvqaError(f"parent adapter was trained on base {parent['base']['content_hash'][:12]}, this base is "
                            f"{base['content_hash'][:12]}: rerun the whole approach (dvc repro)")
+
+
+def _check_parent_quantization(parent: dict, quantization: dict) -> None:
+    # The same for another quantization; what the stage uses is known once the base is loaded on its device.
     if parent["quantization"] != quantization:
         raise SurgvqaError(f"parent adapter was trained with quantization {parent['quantization']}, this stage uses "
                            f"{quantization}: keep model.quantize the same across the curriculum")
@@ -127,21 +144,55 @@ def _fingerprint(plan: StagePlan, base: dict, parent: dict | None, data_sha256: 
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def _resume_point(ckpt_dir: Path, fingerprint: str) -> tuple[str | None, str | None]:
-    """(checkpoint, MLflow run id) to resume from, or (None, None) after clearing checkpoints of other inputs."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing. It writes trainer_state.json last, so a newer folder
+    without a readable one was cut short by a kill; it is removed (the Trainer would pick it and fail to load it)."""
+    steps = sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+            return str(path)
+        except (OSError, ValueError):
+            print(f"train: removing {path}: a checkpoint cut short before its {TRAINER_STATE} was written")
+            shutil.rmtree(path)
+    return None
 
+
+def _resume_point(ckpt_dir: Path, fingerprint: str) -> tuple[str | None, str | None, str | None]:
+    """(checkpoint, its MLflow run id, None) to resume from, or (None, None, the discarded attempt's MLflow run id)
+    after clearing checkpoints of other inputs or of an attempt killed before its first checkpoint; the caller marks
+    that run KILLED, since nothing else would ever end it."""
     if not ckpt_dir.is_dir():
-        return None, None
+        return None, None, None
+    run_id_file = ckpt_dir / RUN_ID_FILE
+    run_id = (run_id_file.read_text().strip() or None) if run_id_file.is_file() else None
     same_inputs = (ckpt_dir / FINGERPRINT_FILE).is_file() and (ckpt_dir / FINGERPRINT_FILE).read_text() == fingerprint
-    resume = get_last_checkpoint(str(ckpt_dir)) if same_inputs else None
+    resume = last_complete_checkpoint(ckpt_dir) if same_inputs else None
     if not resume:
         if not same_inputs:
             print(f"train: discarding checkpoints in {ckpt_dir}: they were made from other inputs")
         shutil.rmtree(ckpt_dir)  # other inputs, or a run that died before its first checkpoint
-        return None, None
-    run_id_file = ckpt_dir / RUN_ID_FILE
-    return resume, run_id_file.read_text().strip() if run_id_file.is_file() else None
+        return None, None, run_id
+    return resume, run_id, None
+
+
+def end_abandoned_run(tracking: TrackingParams, run_id: str) -> str | None:
+    """Mark the MLflow run of an attempt that was killed and is not resumed KILLED, if it is still RUNNING;
+    returns the status it had (None when the store does not know it: another store, or deleted)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.resolved_uri())
+    try:
+        status = client.get_run(run_id).info.status
+    except MlflowException:
+        print(f"train: the interrupted attempt's MLflow run {run_id} is not in {tracking.resolved_uri()}")
+        return None
+    if status == "RUNNING":
+        client.set_terminated(run_id, "KILLED")
+        print(f"train: MLflow run {run_id} of an interrupted attempt (no usable checkpoint) marked KILLED")
+    return status
 
 
 def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path, checkpoint_root: Path, *,
@@ -153,6 +204,7 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
     from surgvqa.model.lineage import git_commit
     from surgvqa.model.lora import check_trainable_is_lora, continue_adapter, new_adapter
 
+    mlflow_tracking.check_server(tracking)  # a server that does not answer fails here, before the model loads
     train_rows, val_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "val.jsonl")
     candidates = candidate_sets(train_rows)  # from the training split only
     rows = plan_rows(plan, train_rows, train.seed)
@@ -165,11 +217,13 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
     hyper, hyper_source = size_hyper(len(train_examples), train, lora)
 
     base = base_record(base_dir)
+    parent = check_adapter_files(plan.parent) if plan.parent else None  # present, readable, the bytes it records
+    if parent:  # before the base loads: a broken parent fails in seconds, not after minutes of loading on a GPU
+        _check_parent(parent, base)
     peft_model, processor = load_base(base, model)
     quantization = quantization_record(model, next(peft_model.parameters()).device.type)
-    parent = read_lineage(plan.parent) if plan.parent else None
     if parent:
-        _check_parent(parent, base, quantization)
+        _check_parent_quantization(parent, quantization)
     if quantization["quantized"]:
         from peft import prepare_model_for_kbit_training
 
@@ -181,10 +235,10 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
     trainable = check_trainable_is_lora(peft_model)
 
     data_sha256 = sha256_file(splits_dir / "train.jsonl")
-    fingerprint = _fingerprint(plan, base, parent, data_sha256, raw_dir,
-                               {"model": model, "prompt": prompt, "lora": lora, "train": train})
+    stage_params = {"model": model, "prompt": prompt, "lora": lora, "train": train}
+    fingerprint = _fingerprint(plan, base, parent, data_sha256, raw_dir, stage_params)
     ckpt_dir = checkpoint_root / plan.name
-    resume, resume_run = _resume_point(ckpt_dir, fingerprint)
+    resume, resume_run, abandoned_run = _resume_point(ckpt_dir, fingerprint)
     parent_run = mlflow_tracking.find_adapter_run(tracking, parent) if parent else None
     commit = git_commit()
     tags = {"approach": plan.approach, "stage": str(plan.stage or "all"), "base_model": base["name"],
@@ -192,8 +246,7 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
             "quantization": quantization.get("method", "none"),
             "parent_adapter": str(plan.parent) if plan.parent else "none",
             "parent_adapter_sha256": parent["adapter_sha256"] if parent else "none",
-            "parent_run_id": (parent_run or f"not found in {tracking.resolved_uri()}") if parent else "none",
-            "git_commit": str(commit["sha"]), "git_dirty": str(commit["dirty"]).lower()}
+            "parent_run_id": (parent_run or f"not found in {tracking.resolved_uri()}") if parent else "none"}
     dtype = next(p for p in peft_model.parameters() if p.is_floating_point()).dtype
     trainer = _finite_loss_trainer(plan)(
         model=peft_model, args=_training_args(ckpt_dir, plan, hyper, train, dtype),
@@ -206,10 +259,13 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
         check_finite(value, what, plan, step)
         return value
 
-    with mlflow_tracking.start_run(tracking, plan.name.replace("/", "-"), tags, resume_run) as run:
+    with mlflow_tracking.start_run(tracking, plan.name.replace("/", "-"), tags, resume_run,
+                                   params=stage_params) as run:
+        if abandoned_run and abandoned_run != run.info.run_id:  # after start_run: the store answered
+            end_abandoned_run(tracking, abandoned_run)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (ckpt_dir / RUN_ID_FILE).write_text(run.info.run_id)
-        (ckpt_dir / FINGERPRINT_FILE).write_text(fingerprint)
+        write_text(ckpt_dir / RUN_ID_FILE, run.info.run_id)
+        write_text(ckpt_dir / FINGERPRINT_FILE, fingerprint)
         if resume:  # the resumed run keeps its params; its tags say who finished it
             mlflow_tracking.set_tags(tags | {"resumed_from": Path(resume).name})
         else:
@@ -228,11 +284,14 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
                                      **{f"val_loss_stage_{s}": v for s, v in by_stage.items()}},
                                     step=result.global_step)
 
-        if plan.out_dir.exists():
-            shutil.rmtree(plan.out_dir)
+        # The adapter is written whole into a hidden folder beside its place (the same file system, so the rename
+        # cannot fail across devices), then renamed into place: a kill leaves no adapter folder (or the old one),
+        # never one missing its lineage or cut short. A leftover of a killed attempt is removed first.
+        partial = adapter_partial(plan.out_dir)
+        shutil.rmtree(partial, ignore_errors=True)
         peft_model.peft_config["default"].base_model_name_or_path = base["source"]
-        peft_model.save_pretrained(str(plan.out_dir), safe_serialization=True)
-        adapter_sha256 = sha256_file(plan.out_dir / ADAPTER_WEIGHTS)
+        peft_model.save_pretrained(str(partial), safe_serialization=True)
+        adapter_sha256 = sha256_file(partial / ADAPTER_WEIGHTS)
         record = {
             "approach": plan.approach, "stage": plan.stage, "train_stages": list(plan.train_stages),
             "base": {k: base[k] for k in ("name", "source", "revision", "content_hash", "dtype", "kind")},
@@ -247,7 +306,8 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
             "adapter_sha256": adapter_sha256, "trainable_parameters": trainable, "global_step": result.global_step,
             "val_loss": own, "val_loss_by_stage": by_stage, "continuity": continuity,
         }
-        write_lineage(plan.out_dir, record)
+        write_lineage(partial, record)
+        replace_folder(plan.out_dir, partial)
         mlflow_tracking.set_tags({"adapter_sha256": adapter_sha256})  # how an adapter finds its run again
         mlflow_tracking.log_dir(plan.out_dir, "adapter")
     shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -17,7 +17,9 @@ from surgvqa.model.lineage import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     REQUIRED_KEYS,
+    check_adapter_weights,
     read_lineage,
+    restore_hint,
     sha256_file,
     sha256_weights,
 )
@@ -57,13 +59,6 @@ class Report:
         return "\n".join(lines)
 
 
-def _safetensor_keys(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return list(f.keys())
-
-
 def _weights_differ(first: Path, second: Path) -> bool:
     from safetensors.torch import load_file
 
@@ -80,17 +75,18 @@ def verify_adapter(adapter: Path, model: ModelParams) -> Report:
 
     report = Report(adapter)
     weights = adapter / ADAPTER_WEIGHTS
-    if not weights.is_file() or not (adapter / ADAPTER_CONFIG).is_file():
-        raise SurgvqaError(f"{adapter} is not a PEFT adapter folder ({ADAPTER_CONFIG} + {ADAPTER_WEIGHTS})")
+    absent = [f.name for f in (adapter / ADAPTER_CONFIG, weights) if not f.is_file()]
+    if absent:
+        what = "does not exist" if not adapter.exists() else f"lacks {' and '.join(absent)} (not a PEFT adapter folder)"
+        raise SurgvqaError(f"{adapter} {what}: {restore_hint(adapter)}")
     lineage = read_lineage(adapter)
     missing = [k for k in REQUIRED_KEYS if k not in lineage]
     base = lineage.get("base") or {}
     missing += [f"base.{k}" for k in ("name", "source", "content_hash") if not base.get(k)]
     report.add("lineage complete", not missing, f"missing {missing}" if missing else "all fields present")
-    report.add("adapter hash", sha256_file(weights) == lineage.get("adapter_sha256"),
-               "weights match lineage.adapter_sha256")
+    keys, problem = check_adapter_weights(adapter, lineage)  # a truncated or corrupted file stops here
+    report.add("adapter hash", not problem, problem or "weights match lineage.adapter_sha256")
 
-    keys = _safetensor_keys(weights)
     stray = [k for k in keys if "lora_" not in k]
     report.add("only LoRA weights", not stray and bool(keys),
                f"{len(keys)} LoRA tensors" if not stray else f"{len(stray)} non-LoRA tensors, e.g. {stray[0]}")
@@ -112,9 +108,13 @@ def verify_adapter(adapter: Path, model: ModelParams) -> Report:
     if parent:
         ppath = Path(parent["path"])
         exists = (ppath / ADAPTER_WEIGHTS).is_file()
-        if report.add("parent exists", exists, str(ppath)):
-            report.add("parent hash", sha256_file(ppath / ADAPTER_WEIGHTS) == parent["adapter_sha256"],
-                       "parent weights match the hash recorded at training time")
+        if report.add("parent exists", exists, str(ppath) if exists else
+                      f"{ppath / ADAPTER_WEIGHTS} does not exist: {restore_hint(ppath)}"):
+            same = sha256_file(ppath / ADAPTER_WEIGHTS) == parent["adapter_sha256"]
+            report.add("parent hash", same, "parent weights match the hash recorded at training time" if same else
+                       f"{ppath / ADAPTER_WEIGHTS} is not the parent this adapter was trained from (its hash "
+                       f"differs from lineage.parent.adapter_sha256): {restore_hint(ppath)}, then retrain "
+                       f"{adapter} if the parent changed on purpose")
             report.add("differs from parent", _weights_differ(weights, ppath / ADAPTER_WEIGHTS),
                        "continued training changed the weights")
     elif lineage.get("approach") == "curriculum" and (lineage.get("stage") or 1) > 1:
@@ -165,7 +165,8 @@ def run(adapters: list[Path], report_path: Path | None, model: ModelParams) -> l
                                  "checks": {str(r.adapter): {n: s for n, s, _ in r.checks} for r in reports}})
     failed = [f"{r.adapter} ({r.failed_names()})" for r in reports if not r.ok]
     if failed:
-        raise SurgvqaError(f"verification failed: {'; '.join(failed)}")
+        raise SurgvqaError(f"verification failed: {'; '.join(failed)}; each FAILED line above names the file and "
+                           "the fix")
     return reports
 
 
