@@ -29,6 +29,19 @@ TRAINED_ITEMS = 1000
 SYNTHETIC_ITEMS = {"cpu": 4, "gpu": 64}  # a 2B model on CPU answers a handful of questions a minute
 
 
+def params_and_device(args):
+    """The params file's values with the --decoding and --batch-size overrides, and the device they pick."""
+    from surgvqa.device import pick_device
+    from surgvqa.params.schema import load_params
+
+    params = load_params(args.params)
+    if args.decoding:
+        params.evaluate.decoding = args.decoding
+    if args.batch_size:
+        params.evaluate.batch_size = args.batch_size
+    return params, pick_device(params.model.device)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -54,15 +67,7 @@ def main() -> int:
     import torch
     import transformers.models.qwen2_vl.modeling_qwen2_vl  # noqa: F401
 
-    from surgvqa.device import pick_device
-    from surgvqa.params.schema import load_params
-
-    params = load_params(args.params)
-    if args.decoding:
-        params.evaluate.decoding = args.decoding
-    if args.batch_size:
-        params.evaluate.batch_size = args.batch_size
-    device = pick_device(params.model.device)
+    params, device = params_and_device(args)
     if args.items is None:
         synthetic_items = SYNTHETIC_ITEMS["cpu" if device.type == "cpu" else "gpu"]
         args.items = TRAINED_ITEMS if args.base == "trained" else synthetic_items

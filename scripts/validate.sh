@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Validation of one profile, as CI runs it: CPU CI with `embedded` on every push, the self-hosted GPU runner
 # with `gpu` (.github/workflows/). Steps: install; make PROFILE active (params.yaml and data.dvc); with a DVC
-# remote, pull the profile's data and DVC's run cache (stages already run with these exact inputs are restored,
-# not rerun); the whole pipeline and the release gate (scripts/repro.sh); the comparison table and the gate
-# report into the job summary; with --promote, `surgvqa promote` and (with a remote) push what was built.
+# remote, pull the profile's data, and in `dvc repro --pull` DVC's run cache (stages already run with these
+# exact inputs are restored, not rerun); the whole pipeline and the release gate (scripts/repro.sh); the
+# comparison table and the gate report into the job summary; with --promote, `surgvqa promote` and (with a
+# remote) push what was built.
 #
 #   bash scripts/validate.sh PROFILE [--promote]
 #
@@ -38,16 +39,15 @@ fi
 surgvqa profile use "$profile"
 remote=$(dvc remote default 2>/dev/null) || remote=""   # it prints "No default remote set" and exits 1
 if [ -n "$remote" ]; then
-  echo "validate: pulling profile $profile's data and the run cache from DVC remote $remote"
+  # The rest comes with `surgvqa repro` (scripts/repro.sh), which runs `dvc repro --pull` when a remote is
+  # configured: it fetches the remote's run cache (a record of every stage run pushed before, keyed by its deps,
+  # params and command), then pulls the outputs of each stage that is unchanged or has a record instead of
+  # running it; a stage nobody ran with these inputs yet is simply run.
+  echo "validate: pulling profile $profile's data from DVC remote $remote; the run cache and stage outputs follow"
   dvc pull data.dvc
-  # The run cache: a record of every stage run pushed before, keyed by its deps, params and command. `dvc repro
-  # --pull` then restores a stage that has a record (fetching its outputs) instead of running it again; a stage
-  # nobody ran with these inputs yet is simply run. --allow-missing: the last commit's outputs may not be there.
-  dvc pull --run-cache --allow-missing
-  pull=--pull
 fi
 status=0
-bash scripts/repro.sh ${pull:-} || status=$?
+bash scripts/repro.sh || status=$?
 # GitHub gives each step its own summary file to append to; locally the summary is rewritten each run.
 summary=${GITHUB_STEP_SUMMARY:-reports/summary.md}
 if [ -z "${GITHUB_STEP_SUMMARY:-}" ]; then mkdir -p reports && : > "$summary"; fi

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from surgvqa.data.sample import draw_scene
 from surgvqa.data.scene import sample_scene
+from tests.servers import running_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 # No test may reach the network: DVC's usage report and the Hub stay off in every subprocess too.
@@ -61,37 +56,6 @@ def repo() -> Path:
     return REPO
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_mlflow_server(root: Path):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store (root/server.db) and its own artifact root
-    (root/artifacts), as a `with` block yielding its URL; stopped after."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-                             "--artifacts-destination", str(root / "artifacts")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health within 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 over tmp_path (see running_mlflow_server)."""
@@ -100,3 +64,4 @@ def mlflow_server(tmp_path):
 
 
 from tests.model_fixtures import tiny_adapters, tiny_project, tiny_release  # noqa: E402,F401 - session fixtures
+from tests.postgres import postgres_mlflow_server  # noqa: E402,F401 - a fixture

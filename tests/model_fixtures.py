@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from surgvqa.params.schema import Params, load_params
 from surgvqa.params.typed import sections_of
@@ -17,6 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 def sections(params: Params, fn) -> dict:
     """The params sections a stage function declares, taken from `params`, to call it as its entry point does."""
     return {name: getattr(params, name) for name in sections_of(fn)}
+
+
+def write_params(params: Params, path: Path) -> Path:
+    """`params` as a params.yaml at `path`, for a stage started as a command (its entry point reads one)."""
+    path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False), encoding="utf-8")
+    return path
 
 
 def tiny_params(tmp: Path) -> Params:

@@ -67,10 +67,14 @@ def data_files(code: set[Path]) -> set[Path]:
     return {d for d in files if any(repr(d.name)[1:-1] in t for t in texts.values())}
 
 
+# What may stand before `-m`: Python itself, or params.yaml's launcher of several processes (params/launch.py).
+STARTERS = ("python", "${launch.command}")
+
+
 def stage_module(cmd: str) -> str:
-    """The module a stage's command runs: `python -m surgvqa.<package>.<stage> ...`."""
+    """The module a stage's command runs: `python -m surgvqa.<package>.<stage> ...` (or `${launch.command} -m`)."""
     words = shlex.split(cmd)
-    if words[:2] != ["python", "-m"] or not words[2].startswith(PACKAGE + "."):
+    if words[0] not in STARTERS or words[1] != "-m" or not words[2].startswith(PACKAGE + "."):
         raise ValueError(f"a stage command must be `python -m surgvqa.<module> ...`, got {cmd!r}")
     return words[2]
 

@@ -35,17 +35,42 @@ def sh(args, cwd, env: dict | None = None) -> str:
     return done.stdout + done.stderr
 
 
-def scratch_project(where: Path, repo: Path) -> Path:
-    """A copy of the project (pipeline, params, profiles, scripts, code) initialised as a DVC repo without git."""
+def _copy_project(where: Path, repo: Path) -> None:
+    """The project's pipeline, params, profiles, scripts and code, copied from the working tree into `where`."""
     where.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "data.dvc", ".dvcignore", "params.yaml", "pyproject.toml", "MLproject",
                  "python_env.yaml"):
         shutil.copy(repo / name, where / name)
     for name in ("src", "profiles", "scripts"):
         shutil.copytree(repo / name, where / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+
+
+def scratch_project(where: Path, repo: Path) -> Path:
+    """A copy of the project (pipeline, params, profiles, scripts, code) initialised as a DVC repo without git."""
+    _copy_project(where, repo)
     sh([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], where)
     sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], where)
     return where
+
+
+def scratch_git_project(where: Path, repo: Path) -> Path:
+    """scratch_project's copy, with the project's .gitignore, as a git repository with DVC in it, committed:
+    what `git clone` of it gives is the project as a user has it (no data, no models, no DVC cache)."""
+    _copy_project(where, repo)
+    shutil.copy(repo / ".gitignore", where / ".gitignore")
+    sh(["git", "init", "-q"], where)
+    sh([sys.executable, "-m", "dvc", "init", "-q"], where)
+    sh([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], where)
+    git_commit(where, "the project")
+    return where
+
+
+def git_commit(where: Path, message: str) -> None:
+    """Commit everything git does not ignore in a scratch repository (under a test identity: a machine may have
+    none configured)."""
+    sh(["git", "add", "-A"], where)
+    sh(["git", "-c", "user.name=surgvqa tests", "-c", "user.email=tests@127.0.0.1", "-c", "commit.gpgsign=false",
+        "commit", "-q", "-m", message], where)
 
 
 def share_environment(where: Path) -> None:
@@ -56,6 +81,12 @@ def share_environment(where: Path) -> None:
     (venv / "bin").symlink_to(BIN, target_is_directory=True)
     (venv / ".surgvqa-installed").write_text(hashlib.sha256((where / "pyproject.toml").read_bytes()).hexdigest()
                                              + "\n")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (relative path) -> the sha256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from surgvqa.cli import main
+from surgvqa.cli import _pull_from_remote, main
 from tests.conftest import jpeg_bytes, write_raw
 from tests.scratch import run, scratch_project, sh
 
@@ -28,7 +28,7 @@ def test_wrong_params_key_fails_before_any_work(tmp_path, capsys):
 
 def test_params_check_loads_every_section(tmp_path, repo, capsys):
     assert main(["--params", str(repo / "params.yaml"), "params", "check"]) == 0
-    assert "complete and valid (17 sections)" in capsys.readouterr().out
+    assert "complete and valid (18 sections)" in capsys.readouterr().out
     (tmp_path / "params.yaml").write_text("sample:\n  images: 3\n  seed: 1\n")
     assert main(["--params", str(tmp_path / "params.yaml"), "params", "check"]) == 1
     assert "ingest: missing" in capsys.readouterr().err
@@ -108,6 +108,25 @@ def test_the_data_half_of_the_embedded_profile_is_reproducible(tmp_path, repo):
     refused = run(["surgvqa", "data", "ensure"], tmp_path)
     assert refused.returncode == 1 and "does not make" in refused.stderr and "DVC_REMOTE_URL" in refused.stderr
     assert not (tmp_path / "data" / "raw").exists()  # the sample it made to compare is gone again
+
+
+def test_repro_pulls_from_a_configured_remote_once_and_never_without_one(capsys):
+    """`surgvqa repro` hands `dvc repro` --pull (once, whoever asked for it) exactly when a remote is configured."""
+    assert _pull_from_remote(["--force"], None) == ["--force"] and capsys.readouterr().out == ""
+    assert _pull_from_remote(["train_baseline"], "ci") == ["--pull", "train_baseline"]
+    assert _pull_from_remote(["--pull", "--force"], "ci") == ["--pull", "--force"]
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 2 and all(line.startswith("repro: DVC remote ci is configured") for line in said)
+
+
+def test_remotes_without_a_default_are_an_error_that_names_the_fix(tmp_path):
+    """`dvc pull` and `dvc repro --pull` need a default remote: with remotes but none the default, `data ensure`
+    (and so `surgvqa repro`) refuses before pulling or generating anything, naming the command that picks one."""
+    sh([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], tmp_path)
+    sh([sys.executable, "-m", "dvc", "remote", "add", "store", str(tmp_path / "remote")], tmp_path)
+    refused = run(["surgvqa", "data", "ensure"], tmp_path)
+    assert refused.returncode == 1 and "none is the default: `dvc remote default NAME`" in refused.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_summary_refuses_a_gate_report_that_is_not_of_this_runs_candidate(tmp_path, repo, capsys):

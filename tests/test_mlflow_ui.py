@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser import ARGS, browser_path
-from tests.conftest import running_mlflow_server
 from tests.mlflow_ui_store import build, copy_reports
+from tests.servers import running_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "reports" / "ui"

@@ -116,6 +116,9 @@ def test_a_missing_key_or_section_is_an_error_naming_it(tmp_path):
     ({"split": {"train": 0.85, "test": 0.0}}, "split.test: must be above 0"),
     ({"evaluate": {"modes": ["sequential"]}}, "evaluate.modes[0]: expected one of ['context', 'independent']"),
     ({"evaluate": {"decoding": "beam"}}, "evaluate.decoding: expected one of ['constrained', 'score', 'free']"),
+    ({"launch": {"command": "bash -c"}}, "launch.command: must start with one of"),
+    ({"launch": {"command": "accelerate --num_processes 2"}}, "launch.command: must start with one of"),
+    ({"launch": {"command": "torchrun --nproc_per_node 2 -m"}}, "launch.command: leave out -m"),
 ])
 def test_wrong_key_or_value_is_an_error_naming_the_key(tmp_path, change, named):
     with pytest.raises(ParamsError) as e:
@@ -159,3 +162,11 @@ def test_the_tracking_uri_comes_from_the_environment_when_set(monkeypatch):
     assert tracking.resolved_uri() == "sqlite:///mlflow.db"
     monkeypatch.setenv("SURGVQA_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.resolved_uri() == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("command", ["python", "torchrun --standalone --nproc_per_node 4",
+                                     "accelerate launch --multi_gpu --num_processes 4"])
+def test_a_launcher_of_several_processes_is_accepted(command):
+    from surgvqa.params.launch import LaunchParams
+
+    assert LaunchParams(command).command == command

@@ -17,8 +17,9 @@ from surgvqa.errors import SurgvqaError
 from surgvqa.io import write_json
 from surgvqa.model.lineage import sha256_file
 from surgvqa.release.files import MANIFEST, candidate_hash, sha256_folder
-from tests.conftest import _free_port, section
+from tests.conftest import section
 from tests.scratch import run
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # Generous: the params allow one try of request_timeout (5 s) before the error, and a stage's subprocess spends
@@ -60,7 +61,7 @@ def _assert_fails_fast(args: list[str], uri: str, tmp_path: Path) -> str:
 
 
 def test_a_training_run_fails_fast_when_the_server_is_down(tmp_path):
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     err = _assert_fails_fast([sys.executable, "-c", START_RUN, str(REPO / "params.yaml")], uri, tmp_path)
     assert "Connection refused" in err or "Failed to establish a new connection" in err, err
 
@@ -85,7 +86,7 @@ def test_evaluate_fails_fast_before_its_work_when_the_server_is_down(tmp_path):
     err = _assert_fails_fast([sys.executable, "-m", "surgvqa.evaluate.evaluate", "--params", str(REPO / "params.yaml"),
                               "--approach", "sequential", "--models", str(tmp_path / "models"),
                               "--splits", str(tmp_path / "split"), "--out", str(out)],
-                             f"http://127.0.0.1:{_free_port()}", tmp_path)
+                             f"http://127.0.0.1:{free_port()}", tmp_path)
     assert err.splitlines()[-1].startswith("error: the MLflow tracking server") and not out.exists(), err
 
 
@@ -112,7 +113,7 @@ def test_promote_fails_fast_when_the_server_is_down(tmp_path):
     paths = _tiny_candidate(tmp_path / "candidate")
     err = _assert_fails_fast(["surgvqa", "promote", "--params", str(REPO / "params.yaml"),
                               *(a for k, p in paths.items() for a in (f"--{k}", str(p)))],
-                             f"http://127.0.0.1:{_free_port()}", tmp_path)
+                             f"http://127.0.0.1:{free_port()}", tmp_path)
     assert err.splitlines()[-1].startswith("error: the MLflow tracking server") and not paths["report"].exists(), err
 
 
@@ -167,7 +168,7 @@ def test_a_local_store_needs_no_server(tmp_path):
 
 
 def test_credentials_never_appear_in_the_error(monkeypatch):
-    monkeypatch.setenv("SURGVQA_TRACKING_URI", f"http://user:secret@127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("SURGVQA_TRACKING_URI", f"http://user:secret@127.0.0.1:{free_port()}")
     with pytest.raises(SurgvqaError) as caught:
         tracking.check_server(section("tracking"))
     assert "secret" not in str(caught.value) and "http://127.0.0.1:" in str(caught.value)

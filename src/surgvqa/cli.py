@@ -67,13 +67,21 @@ def _cmd_import(args) -> None:
           f"quarantine {report['ingest_quarantined_rows']} more {report['ingest_quarantined_by_reason'] or ''}")
 
 
-def _dvc_remotes() -> list[str]:
+def _dvc_default_remote() -> str | None:
+    """The DVC remote `dvc pull` and `dvc repro --pull` use, or None when no remote is configured."""
     try:
-        out = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=True).stdout
+        listed = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise SurgvqaError(f"could not ask DVC for its remotes ({e}); is dvc installed and is this a DVC repo?"
                            ) from None
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
+    if not listed.strip():
+        return None
+    # `dvc remote default` prints the name alone (`remote list` wraps its table at 80 columns in a pipe).
+    default = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True)
+    if default.returncode != 0:  # "No default remote set": `dvc pull` would fail with "no remote specified"
+        raise SurgvqaError("DVC remotes are configured (`dvc remote list`) but none is the default: `dvc remote "
+                           "default NAME` makes one the remote to pull from")
+    return default.stdout.strip()
 
 
 def _check_raw_is_recorded(raw_dir: Path) -> None:
@@ -123,11 +131,11 @@ def _cmd_ensure(args) -> None:
     if RAW_DIR.exists() and any(RAW_DIR.iterdir()):
         raise SurgvqaError(f"{RAW_DIR} exists but has no {METADATA}: remove it, or fill it with "
                            "`surgvqa data import --from PATH`")
-    remotes = _dvc_remotes()
-    if remotes:
-        print(f"data: {RAW_DIR} is missing; pulling it from DVC remote {remotes[0]}")
+    remote = _dvc_default_remote()
+    if remote:
+        print(f"data: {RAW_DIR} is missing; pulling it from DVC remote {remote}", flush=True)
         if subprocess.run(["dvc", "pull", "data.dvc"]).returncode != 0:
-            raise SurgvqaError(f"`dvc pull data.dvc` from remote {remotes[0]} failed (see above): check the "
+            raise SurgvqaError(f"`dvc pull data.dvc` from remote {remote} failed (see above): check the "
                                "remote's credentials and that the data was pushed (`dvc push data.dvc`)")
         return
     print(f"data: {RAW_DIR} is missing and no DVC remote is configured; generating the embedded sample")
@@ -175,6 +183,20 @@ def _cmd_profile_check(args) -> None:
     print(f"profile: params.yaml and data.dvc are exactly profile {profile.check()}")
 
 
+def _pull_from_remote(dvc_args: list[str], remote: str | None) -> list[str]:
+    """`dvc repro`'s arguments, with --pull when a DVC remote is configured: what the remote already holds is
+    fetched instead of made again (a fresh clone regenerates nothing and trains nothing)."""
+    if remote is None:
+        return list(dvc_args)
+    # `dvc repro --pull` first fetches the remote's run cache; then a stage unchanged but for missing outputs
+    # (a fresh clone: dvc.lock matches, models/ and data/ are absent) has them pulled, and a stage whose exact
+    # deps, params and command were run before (another commit's) is restored from the run cache; any other
+    # stage runs. Without --pull both kinds would run.
+    print(f"repro: DVC remote {remote} is configured: `dvc repro --pull` fetches the outputs of unchanged stages "
+          "and of stages in its run cache instead of running them", flush=True)  # before dvc's own output
+    return list(dvc_args) if "--pull" in dvc_args else ["--pull", *dvc_args]
+
+
 def _cmd_repro(args) -> None:
     """The main job without the install step (scripts/repro.sh installs, then runs this)."""
     from surgvqa import profile
@@ -186,8 +208,10 @@ def _cmd_repro(args) -> None:
     # Under `mlflow run` the project's run id is in MLFLOW_RUN_ID, and mlflow.start_run() would try to resume
     # that run (in another store, perhaps) for every stage: each stage logs its own run instead.
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
-    if subprocess.run(["dvc", "repro", *args.dvc_args], env=env).returncode != 0:
-        raise SurgvqaError("`dvc repro` failed (the failing stage says why, above)")
+    dvc_args = _pull_from_remote(args.dvc_args, _dvc_default_remote())
+    if subprocess.run(["dvc", "repro", *dvc_args], env=env).returncode != 0:
+        raise SurgvqaError(f"`dvc repro {' '.join(dvc_args)}` failed (the failing stage says why above; with "
+                           "--pull, an unreachable remote or missing credentials too)")
     # A failed gate never passes for a pass: after a whole run the job fails here, naming the failed checks (a
     # missing or stale reports/gate.json fails too). A partial run (a stage name) has no release to judge;
     # options alone (--force, --pull) still run the whole pipeline.

@@ -29,10 +29,11 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 def call(run: Callable, params_path: Path, then: Callable[[Any], None] | None = None, **arguments) -> int:
     """Load the sections `run` declares, call it with them and `arguments`, hand the result to `then`
-    (a summary printer); a SurgvqaError becomes one `error:` line on stderr and exit status 1."""
+    (a summary printer); a SurgvqaError becomes one `error:` line on stderr and exit status 1. A stage started as
+    several processes returns None in all but the main one, which alone prints the summary."""
     try:
         result = run(**arguments, **load_sections(params_path, run))
-        if then is not None:
+        if then is not None and result is not None:
             then(result)
     except SurgvqaError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -360,5 +360,5 @@ class StepMetrics(TrainerCallback):
     """Sends the Trainer's per-step loss, learning rate and gradient norm to the active MLflow run."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
+        if logs and state.is_world_process_zero:  # one run, logged by the main process only
             log_metrics({_METRIC_NAMES[k]: v for k, v in logs.items() if k in _METRIC_NAMES}, step=state.global_step)

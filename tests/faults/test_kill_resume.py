@@ -5,7 +5,6 @@ run is left RUNNING."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.model_fixtures import write_params
 from tests.scratch import BIN, SCRATCH_LEAKS, run, scratch_project, sh
 
 DVC = [sys.executable, "-m", "dvc"]
@@ -71,14 +71,22 @@ def kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 240) ->
     return proc.log.read_text()
 
 
-def complete_checkpoints(folder: Path) -> list[str]:
-    """The checkpoints whose trainer_state.json (the Trainer's last file) parses: a file that merely exists may
-    still be being written."""
+def complete_checkpoints(folder: Path, processes: int) -> list[str]:
+    """The checkpoints whose trainer_state.json (the main process's last file) parses and whose every process's RNG
+    state loads: a file that merely exists may still be being written, and under a launcher the other processes
+    write theirs without the main one waiting."""
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    rng_files = ["rng_state.pth"] if processes == 1 else [f"rng_state_{rank}.pth" for rank in range(processes)]
     done = []
     for path in folder.glob("checkpoint-*"):
         try:
             json.loads((path / "trainer_state.json").read_text())
-        except (OSError, ValueError):
+            with safe_globals():  # the Trainer's own allow-list for the numpy RNG state
+                for name in rng_files:
+                    torch.load(path / name, weights_only=True)
+        except Exception:  # noqa: BLE001 - missing or half-written: not complete yet
             continue
         done.append(path.name)
     return sorted(done)
@@ -96,11 +104,6 @@ def run_statuses(project: Path) -> dict[str, str]:
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("surgvqa")
     return {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
-
-
-def write_params(path: Path, params) -> Path:
-    path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +127,13 @@ def killed_training(tiny_project, tmp_path_factory) -> dict:
     # 1. Killed before any checkpoint: the MLflow run exists and is RUNNING, nothing is saved yet.
     proc = start(repro, project, logs / "first.log", own_code(project))
     kill_when(proc, lambda: (ckpt / "mlflow_run_id").is_file(), "the training run started")
-    facts["before"] = {"run": (ckpt / "mlflow_run_id").read_text(), "checkpoints": complete_checkpoints(ckpt),
+    facts["before"] = {"run": (ckpt / "mlflow_run_id").read_text(), "checkpoints": complete_checkpoints(ckpt, 1),
                        "adapter": (project / ADAPTER).exists(), "statuses": run_statuses(project)}
 
     # 2. Killed right after its first checkpoint is complete.
     proc = start(repro, project, logs / "second.log", own_code(project))
-    facts["second_log"] = kill_when(proc, lambda: bool(complete_checkpoints(ckpt)), "a complete checkpoint")
-    facts["after"] = {"run": (ckpt / "mlflow_run_id").read_text(), "checkpoints": complete_checkpoints(ckpt),
+    facts["second_log"] = kill_when(proc, lambda: bool(complete_checkpoints(ckpt, 1)), "a complete checkpoint")
+    facts["after"] = {"run": (ckpt / "mlflow_run_id").read_text(), "checkpoints": complete_checkpoints(ckpt, 1),
                       "adapter": (project / ADAPTER).exists(), "statuses": run_statuses(project)}
     # A checkpoint the kill cut short (the Trainer writes trainer_state.json last), newer than the complete ones.
     last = ckpt / facts["after"]["checkpoints"][-1]
@@ -153,7 +156,7 @@ def test_a_killed_training_stage_resumes_from_its_last_complete_checkpoint_and_p
     assert before["checkpoints"] == [] and not before["adapter"]
     assert after["checkpoints"] and not after["adapter"]  # the kill came after the checkpoint, before the adapter
     log = killed_training["resume_log"]
-    assert "checkpoint-23: a checkpoint cut short before its trainer_state.json was written" in log
+    assert "checkpoint-23: a checkpoint cut short before all its files were written" in log
     assert not (project / CHECKPOINTS).exists()
     assert "result: PASSED" in sh(["surgvqa", "verify-adapter", str(ADAPTER)], project, own_code(project))
     lineage = json.loads((project / ADAPTER / "lineage.json").read_text())
@@ -205,7 +208,7 @@ def test_killed_merge_and_evaluate_leave_the_old_complete_output_and_rerun_to_th
                                                                                               tmp_path):
     """`surgvqa merge` and `evaluate` run outside DVC (which would have deleted their outputs first): killed while
     they write, the previous complete output stays as it was; the rerun gives the bytes of an unkilled run."""
-    params = write_params(tmp_path / "params.yaml", tiny_release["params"])
+    params = write_params(tiny_release["params"], tmp_path / "params.yaml")
     merged, reports = tmp_path / "merged", tmp_path / "eval"
     shutil.copytree(tiny_release["merged"], merged)  # the unkilled run's output, with the same inputs and params
     shutil.copytree(tiny_release["eval"], reports)

@@ -5,6 +5,10 @@ prediction, answer, strict and lenient correctness, the majority answer and its 
 full breakdown), metrics.json (the DVC metrics), per_stage.csv and accuracy.png (the DVC plots); the curriculum
 adds its forgetting matrix. The same metrics and chart go to an MLflow run `evaluate-<approach>`. Every metric
 name starts with its mode (`context_strict_overall`, `independent_strict_stage_1`), in the reports, DVC and MLflow.
+
+Started as several processes (`torchrun --nproc_per_node N -m surgvqa.evaluate.evaluate ...`), each answers a
+share of the images and only the main process writes the reports and the MLflow run: the same files and run as
+one process's.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from surgvqa import entry
+from surgvqa import distributed, entry
 from surgvqa.data.questions import canonical_question, question_type
 from surgvqa.data.raw import RAW_DIR
 from surgvqa.errors import SurgvqaError
@@ -104,8 +108,9 @@ def load_test_items(splits_dir: Path, raw_dir: Path, stage_table: dict[str, int]
 
 def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_table: Path, out_dir: Path,
         model: ModelParams, prompt: PromptParams, categorize: CategorizeParams, evaluate: EvalParams,
-        tracking: TrackingParams) -> dict:
-    """The stage: answer the test split in every configured mode, score it, write the reports and the MLflow run."""
+        tracking: TrackingParams) -> dict | None:
+    """The stage: answer the test split in every configured mode, score it, write the reports and the MLflow run.
+    Started as several processes, the others help answer and return None: the main one writes and returns."""
     from surgvqa import tracking as mlflow_tracking
     from surgvqa.evaluate.plots import stage_bars
     from surgvqa.infer.engine import AdapterModels, answer_items, make_answerer
@@ -115,7 +120,8 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
     from surgvqa.model.load import base_record, load_base
     from surgvqa.model.prompts import answer_choices, candidate_sets
 
-    mlflow_tracking.check_server(tracking)  # before the work: a tracking server that is down fails in seconds
+    if distributed.is_main():  # before the work: a tracking server that is down fails in seconds
+        mlflow_tracking.check_server(tracking)
     dirs, adapter_of_stage = approach_adapters(approach, models_dir)
     missing = [str(d) for d in dirs.values() if not (d / ADAPTER_WEIGHTS).is_file()]
     if missing:
@@ -135,13 +141,6 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
     for mode in evaluate.modes:
         preds = answer_items(answerer, items, adapter_of_stage, mode, evaluate, prompt, desc=f"{approach} {mode}")
         scored[mode] = score_rows(items, preds, answers, majority, mode, adapter_of_stage, evaluate)
-    # What was answered, so a later comparison (merge fidelity) can refuse predictions of other adapters or data.
-    report = {"approach": approach, "decoding": evaluate.decoding, "primary_mode": evaluate.modes[0],
-              "items": len(items), "confidence": evaluate.confidence,
-              "adapter_sha256": {name: sha256_file(d / ADAPTER_WEIGHTS) for name, d in dirs.items()},
-              "test_sha256": sha256_file(splits_dir / "test.jsonl"),
-              "candidate_ceiling": candidate_ceiling(items, answers, choices, evaluate),
-              "modes": {m: summarise(rows, evaluate) for m, rows in scored.items()}}
     if approach == "curriculum":
         after = {}
         for k in STAGE_IDS:
@@ -151,6 +150,16 @@ def run(approach: str, models_dir: Path, splits_dir: Path, raw_dir: Path, stage_
                 continue
             preds = answer_items(answerer, items, only_k, "independent", evaluate, prompt, desc=f"after stage {k}")
             after[k] = score_rows(items, preds, answers, majority, "independent", only_k, evaluate)
+    if not distributed.is_main():  # its answers are in the main process's predictions
+        return None
+    # What was answered, so a later comparison (merge fidelity) can refuse predictions of other adapters or data.
+    report = {"approach": approach, "decoding": evaluate.decoding, "primary_mode": evaluate.modes[0],
+              "items": len(items), "confidence": evaluate.confidence,
+              "adapter_sha256": {name: sha256_file(d / ADAPTER_WEIGHTS) for name, d in dirs.items()},
+              "test_sha256": sha256_file(splits_dir / "test.jsonl"),
+              "candidate_ceiling": candidate_ceiling(items, answers, choices, evaluate),
+              "modes": {m: summarise(rows, evaluate) for m, rows in scored.items()}}
+    if approach == "curriculum":
         report["forgetting"] = forgetting_matrix(after)
 
     # Everything is written into a sibling folder that then replaces out_dir: a kill leaves the old reports or

@@ -10,18 +10,24 @@ the CXRTrek context passing.
 - Closed-set questions decode under a constraint (`evaluate.decoding`: a prefix tree of the training
   answers, walked with each image's shared prompt prefix computed once, or scoring every candidate); open
   questions generate freely within a short budget.
+- Under a launcher (`torchrun --nproc_per_node N`) each process answers a share of the images, every stage of
+  each, so context passing stays inside one process; the predictions are gathered back into the items' order
+  in every process.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from surgvqa import distributed
 from surgvqa.data.questions import canonical_question
+from surgvqa.errors import SurgvqaError
 from surgvqa.infer.constrained import CandidateTrie
 from surgvqa.infer.generate import ImageCache, generate_batch
 from surgvqa.infer.shared_prefix import decode_constrained, score_candidates
@@ -170,16 +176,45 @@ def answer_items(answerer: Answerer, items: list[Item], adapter_of_stage: dict[i
                  eval_params: EvalParams, prompt_params: PromptParams, desc: str = "answering") -> list[str]:
     """Predictions for items, in their order; context mode passes each image's earlier predictions on.
 
-    `adapter_of_stage` names the adapter (or merged model) of `answerer.models` that answers each stage."""
-    import torch
-
+    `adapter_of_stage` names the adapter (or merged model) of `answerer.models` that answers each stage. Under a
+    launcher this process answers the items of its share of the images, and every process returns all of them."""
     if mode not in EVAL_MODES:
         raise ValueError(f"unknown mode {mode!r}: choose one of {', '.join(EVAL_MODES)}")
+    # By image, not by item: an image's stage-2 and stage-3 prompts need its stage-1 predictions. Sorted ids, so
+    # every process computes the same shares whatever the items' order.
+    images = set(distributed.share(sorted({it.img_id for it in items})))
+    mine = [i for i, it in enumerate(items) if it.img_id in images]
+    if distributed.launched():  # one line saying how the work is shared, and one bar, both the main process's
+        shares = distributed.gather([(len(mine), len(images))])
+        if distributed.is_main():
+            print(f"{desc}: {len(shares)} processes answer {' + '.join(str(q) for q, _ in shares)} of {len(items)} "
+                  f"questions ({' + '.join(str(i) for _, i in shares)} images)", file=sys.stderr, flush=True)
+        desc = f"{desc} (main process's share)"
+    preds = _answer_share(answerer, [items[i] for i in mine], adapter_of_stage, mode, eval_params, prompt_params,
+                          desc)
+    return _in_order(distributed.gather(list(zip(mine, preds))), len(items))
+
+
+def _in_order(answered: list[tuple[int, str]], count: int) -> list[str]:
+    """Every process's (item index, prediction) pairs as the predictions of items 0..count-1, in order."""
+    by_index = dict(answered)
+    if len(answered) != count or len(by_index) != count:  # indices come from range(count): only a miscount is wrong
+        raise SurgvqaError(f"the processes answered {len(answered)} predictions for {len(by_index)} distinct items "
+                           f"of {count}: their shares overlap or miss some; this is a bug")
+    return [by_index[i] for i in range(count)]
+
+
+def _answer_share(answerer: Answerer, items: list[Item], adapter_of_stage: dict[int, str], mode: str,
+                  eval_params: EvalParams, prompt_params: PromptParams, desc: str) -> list[str]:
+    """This process's predictions for items (whole images), in their order, stage by stage."""
+    import torch
+
     preds: dict[int, str] = {}
     by_image: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         by_image[it.img_id].append(i)
-    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="QA", dynamic_ncols=True) as bar:
+    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="QA", dynamic_ncols=True,
+                                      disable=not distributed.is_main()) as bar:
         for stage in STAGE_IDS:
             groups: dict[str, list[tuple[int, Item, str]]] = defaultdict(list)
             for i, it in enumerate(items):

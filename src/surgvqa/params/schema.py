@@ -11,6 +11,7 @@ from surgvqa.params.convert import ConvertParams
 from surgvqa.params.evaluate import EvalParams
 from surgvqa.params.gate import GateParams
 from surgvqa.params.ingest import IngestParams
+from surgvqa.params.launch import LaunchParams
 from surgvqa.params.lora import LoraParams
 from surgvqa.params.merge import MergeParams
 from surgvqa.params.model import ModelParams
@@ -47,6 +48,7 @@ class Params:
     gate: GateParams
     promote: PromoteParams
     tracking: TrackingParams
+    launch: LaunchParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -11,13 +11,16 @@ Writes reports/release/predictions.jsonl (scored like the evaluation's) and repo
 the candidate's metrics, and its fidelity: the share of identical answers ("ties"), wins and losses against
 the unmerged answers' correctness, the strict accuracy drop, and the largest logit difference on a fixed probe
 batch (the first `merge.probe_items` test items).
+
+Started as several processes (`torchrun --nproc_per_node N -m surgvqa.release.evaluate_merged ...`), each answers
+a share of the images; only the main process runs the probe and writes the reports.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from surgvqa import entry
+from surgvqa import distributed, entry
 from surgvqa.data.raw import RAW_DIR
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_json, read_jsonl, write_json, write_jsonl
@@ -115,8 +118,9 @@ def candidate_metrics(summary: dict) -> dict[str, float | None]:
 
 
 def run(merged_dir: Path, models_dir: Path, splits_dir: Path, raw_dir: Path, eval_root: Path, out_dir: Path,
-        merge: MergeParams, model: ModelParams) -> dict:
-    """The stage: answer the test split with the merged candidate, score it, compare it with base + adapters."""
+        merge: MergeParams, model: ModelParams) -> dict | None:
+    """The stage: answer the test split with the merged candidate, score it, compare it with base + adapters.
+    Started as several processes, the others help answer and return None: the main one writes and returns."""
     from surgvqa.evaluate.evaluate import load_test_items, score_rows
     from surgvqa.evaluate.metrics import majority_answers, summarise
     from surgvqa.infer.engine import AdapterModels
@@ -131,6 +135,8 @@ def run(merged_dir: Path, models_dir: Path, splits_dir: Path, raw_dir: Path, eva
                                                  candidate.categorize)
     reference = unmerged_rows(eval_root / manifest["approach"], merged_dir, manifest, items, test_sha256)
     predictions = answer(candidate, items, desc=f"merged {manifest['approach']} {candidate.mode}")
+    if not distributed.is_main():  # its answers are in the main process's predictions
+        return None
     rows = score_rows(items, predictions, answers, majority_answers(train_rows), candidate.mode, candidate.route,
                       candidate.evaluate)
 

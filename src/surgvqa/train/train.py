@@ -14,20 +14,22 @@ from the same inputs (a fingerprint beside them says so); otherwise they are dis
 Killed at any point (SIGKILL included), a stage leaves nothing a later stage could take as complete: a checkpoint
 cut short is skipped (the Trainer writes trainer_state.json last), the adapter folder appears whole by a rename or
 not at all, and the MLflow run of an attempt whose checkpoints are discarded is marked KILLED, not left RUNNING.
+
+Started by a launcher as several processes (`torchrun`, `accelerate launch`: dvc.yaml's `${launch.command}`), the
+Trainer trains data-parallel (DDP) on shards of the rows and the stage is otherwise the same: the main process
+alone decides what to resume, logs the one MLflow run and writes the checkpoints' records and the adapter. The
+lineage records the process count, since every process adds its own batch to each optimizer step.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import re
 import shutil
 from pathlib import Path
 
-from surgvqa import entry
-from surgvqa.data.raw import IMAGES, RAW_DIR
+from surgvqa import distributed, entry
+from surgvqa.data.raw import RAW_DIR
 from surgvqa.errors import SurgvqaError
 from surgvqa.io import read_jsonl, replace_folder, write_text
 from surgvqa.model.lineage import ADAPTER_WEIGHTS, check_adapter_files, sha256_file, write_lineage
@@ -41,10 +43,7 @@ from surgvqa.params.prompt import PromptParams
 from surgvqa.params.tracking import TrackingParams
 from surgvqa.params.train import Hyper, TrainParams
 from surgvqa.train.approaches import StagePlan, plan_rows, plan_stage, size_hyper
-
-RUN_ID_FILE = "mlflow_run_id"
-FINGERPRINT_FILE = "inputs.sha256"
-TRAINER_STATE = "trainer_state.json"  # the last file the Trainer writes into a checkpoint
+from surgvqa.train.checkpoints import FINGERPRINT_FILE, RUN_ID_FILE, end_abandoned_run, inputs_fingerprint, resume_point
 
 
 def adapter_partial(out_dir: Path) -> Path:
@@ -82,7 +81,7 @@ def check_finite(value: float, what: str, plan: StagePlan, step: int) -> None:
                            "written. Lower the learning rate (train.*learning_rate*) or check the data, then rerun.")
 
 
-def _training_args(ckpt_dir: Path, plan: StagePlan, hyper: Hyper, train: TrainParams, dtype):
+def _training_args(ckpt_dir: Path, plan: StagePlan, hyper: Hyper, train: TrainParams, dtype, device):
     import torch
     from transformers import TrainingArguments
 
@@ -96,7 +95,10 @@ def _training_args(ckpt_dir: Path, plan: StagePlan, hyper: Hyper, train: TrainPa
         save_strategy="steps", save_steps=train.save_steps, save_total_limit=2, eval_strategy="no",
         report_to="none", seed=train.seed, data_seed=train.seed, remove_unused_columns=False,
         dataloader_num_workers=0, label_names=["labels"], dataloader_pin_memory=torch.cuda.is_available(),
-        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        # Where the model is, not a CPU shortcut: on the CPU, several processes train data-parallel (gloo) only
+        # when the Trainer knows it runs there.
+        use_cpu=device.type == "cpu")
 
 
 def _finite_loss_trainer(plan: StagePlan):
@@ -111,100 +113,27 @@ def _finite_loss_trainer(plan: StagePlan):
             value = float(loss)
             if not math.isfinite(value):
                 step = self.state.global_step + 1
-                tracking.log_metrics({"train_loss": value}, step=step)  # the divergence stays visible in MLflow
+                if self.is_world_process_zero():  # the divergence stays visible in MLflow
+                    tracking.log_metrics({"train_loss": value}, step=step)
                 check_finite(value, "the training loss", plan, step)
             return loss
 
     return FiniteLossTrainer
 
 
-def _code_and_images(raw_dir: Path) -> str:
-    """A hash of the package's code and of the image files' names and sizes (cheap on the real dataset)."""
-    import surgvqa
-
-    digest = hashlib.sha256()
-    package = Path(surgvqa.__file__).parent
-    for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    images = raw_dir / IMAGES
-    for path in sorted(images.iterdir()) if images.is_dir() else ():
-        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-    return digest.hexdigest()
-
-
-def _fingerprint(plan: StagePlan, base: dict, parent: dict | None, data_sha256: str, raw_dir: Path,
-                 sections: dict) -> str:
-    """A hash of everything the stage's result depends on (plan, base, parent, data, images, code, params), so a
-    checkpoint is resumed only by a run of the same inputs."""
-    blob = {"plan": [plan.approach, plan.stage, list(plan.train_stages), plan.learning_rate, plan.replay_share],
-            "base": base["content_hash"], "parent": parent["adapter_sha256"] if parent else None,
-            "data": data_sha256, "code_and_images": _code_and_images(raw_dir),
-            "sections": {k: dataclasses.asdict(v) for k, v in sections.items()}}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
-
-
-def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
-    """The newest checkpoint the Trainer finished writing. It writes trainer_state.json last, so a newer folder
-    without a readable one was cut short by a kill; it is removed (the Trainer would pick it and fail to load it)."""
-    steps = sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir()
-                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
-    for _, path in reversed(steps):
-        try:
-            json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
-            return str(path)
-        except (OSError, ValueError):
-            print(f"train: removing {path}: a checkpoint cut short before its {TRAINER_STATE} was written")
-            shutil.rmtree(path)
-    return None
-
-
-def _resume_point(ckpt_dir: Path, fingerprint: str) -> tuple[str | None, str | None, str | None]:
-    """(checkpoint, its MLflow run id, None) to resume from, or (None, None, the discarded attempt's MLflow run id)
-    after clearing checkpoints of other inputs or of an attempt killed before its first checkpoint; the caller marks
-    that run KILLED, since nothing else would ever end it."""
-    if not ckpt_dir.is_dir():
-        return None, None, None
-    run_id_file = ckpt_dir / RUN_ID_FILE
-    run_id = (run_id_file.read_text().strip() or None) if run_id_file.is_file() else None
-    same_inputs = (ckpt_dir / FINGERPRINT_FILE).is_file() and (ckpt_dir / FINGERPRINT_FILE).read_text() == fingerprint
-    resume = last_complete_checkpoint(ckpt_dir) if same_inputs else None
-    if not resume:
-        if not same_inputs:
-            print(f"train: discarding checkpoints in {ckpt_dir}: they were made from other inputs")
-        shutil.rmtree(ckpt_dir)  # other inputs, or a run that died before its first checkpoint
-        return None, None, run_id
-    return resume, run_id, None
-
-
-def end_abandoned_run(tracking: TrackingParams, run_id: str) -> str | None:
-    """Mark the MLflow run of an attempt that was killed and is not resumed KILLED, if it is still RUNNING;
-    returns the status it had (None when the store does not know it: another store, or deleted)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking.resolved_uri())
-    try:
-        status = client.get_run(run_id).info.status
-    except MlflowException:
-        print(f"train: the interrupted attempt's MLflow run {run_id} is not in {tracking.resolved_uri()}")
-        return None
-    if status == "RUNNING":
-        client.set_terminated(run_id, "KILLED")
-        print(f"train: MLflow run {run_id} of an interrupted attempt (no usable checkpoint) marked KILLED")
-    return status
-
-
 def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path, checkpoint_root: Path, *,
                 model: ModelParams, prompt: PromptParams, lora: LoraParams, train: TrainParams,
                 tracking: TrackingParams, callbacks: tuple = ()) -> dict:
     """Train one stage's adapter into plan.out_dir. Returns {"lineage": the lineage record, "run": the run's
-    own facts (MLflow run id, final training loss, resumed checkpoint, git commit)}."""
+    own facts (MLflow run id, final training loss, resumed checkpoint, git commit)}; None in a process other than
+    the main one (it trains its share and writes nothing)."""
     from surgvqa import tracking as mlflow_tracking
     from surgvqa.model.lineage import git_commit
     from surgvqa.model.lora import check_trainable_is_lora, continue_adapter, new_adapter
 
-    mlflow_tracking.check_server(tracking)  # a server that does not answer fails here, before the model loads
+    main, processes = distributed.is_main(), distributed.world_size()
+    if main:  # a server that does not answer fails here, before the model loads
+        mlflow_tracking.check_server(tracking)
     train_rows, val_rows = read_jsonl(splits_dir / "train.jsonl"), read_jsonl(splits_dir / "val.jsonl")
     candidates = candidate_sets(train_rows)  # from the training split only
     rows = plan_rows(plan, train_rows, train.seed)
@@ -236,10 +165,13 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
 
     data_sha256 = sha256_file(splits_dir / "train.jsonl")
     stage_params = {"model": model, "prompt": prompt, "lora": lora, "train": train}
-    fingerprint = _fingerprint(plan, base, parent, data_sha256, raw_dir, stage_params)
+    fingerprint = inputs_fingerprint(plan, base, parent, data_sha256, raw_dir, stage_params, processes)
     ckpt_dir = checkpoint_root / plan.name
-    resume, resume_run, abandoned_run = _resume_point(ckpt_dir, fingerprint)
-    parent_run = mlflow_tracking.find_adapter_run(tracking, parent) if parent else None
+    # Only the main process clears checkpoints and picks the one to resume; the others follow its answer (each
+    # looking for itself could see the folder mid-change).
+    resume, resume_run, abandoned_run = resume_point(ckpt_dir, fingerprint, processes) if main else (None, None, None)
+    resume = distributed.from_main(resume)
+    parent_run = mlflow_tracking.find_adapter_run(tracking, parent) if parent and main else None
     commit = git_commit()
     tags = {"approach": plan.approach, "stage": str(plan.stage or "all"), "base_model": base["name"],
             "base_model_hash": base["content_hash"], "quantized": str(quantization["quantized"]).lower(),
@@ -248,8 +180,12 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
             "parent_adapter_sha256": parent["adapter_sha256"] if parent else "none",
             "parent_run_id": (parent_run or f"not found in {tracking.resolved_uri()}") if parent else "none"}
     dtype = next(p for p in peft_model.parameters() if p.is_floating_point()).dtype
+    device = next(peft_model.parameters()).device
+    if distributed.launched() and device.type != distributed.group_device_type():
+        raise SurgvqaError(f"model.device puts the model on {device.type}, but the processes joined a "
+                           f"{distributed.group_device_type()} group: with several processes, set model.device to auto")
     trainer = _finite_loss_trainer(plan)(
-        model=peft_model, args=_training_args(ckpt_dir, plan, hyper, train, dtype),
+        model=peft_model, args=_training_args(ckpt_dir, plan, hyper, train, dtype, device),
         train_dataset=SFTDataset(train_examples, processor, hyper.max_length, prompt.system),
         data_collator=Collator(processor.tokenizer.pad_token_id), callbacks=[mlflow_tracking.StepMetrics(), *callbacks])
 
@@ -259,6 +195,9 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
         check_finite(value, what, plan, step)
         return value
 
+    if not main:
+        _train_share(trainer, resume, plan, parent, val_by_stage, own_val, val_loss, train.continuity_tolerance)
+        return None
     with mlflow_tracking.start_run(tracking, plan.name.replace("/", "-"), tags, resume_run,
                                    params=stage_params) as run:
         if abandoned_run and abandoned_run != run.info.run_id:  # after start_run: the store answered
@@ -273,14 +212,15 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
                 "approach": plan.approach, "stage": plan.stage or "all", "train_stages": list(plan.train_stages),
                 "learning_rate": plan.learning_rate, "train_rows": len(train_examples), "replay_rows": replayed,
                 "replay_stages": list(plan.replay_stages), "trainable_parameters": trainable,
-                "hyper": dataclasses.asdict(hyper), "hyper_source": hyper_source,
+                "hyper": dataclasses.asdict(hyper), "hyper_source": hyper_source, "processes": processes,
                 "train": vars(train) | {"tiers": "see params.yaml"}, "lora": vars(lora), "quantization": quantization})
-        continuity = _continuity(plan, parent, val_by_stage, val_loss, train.continuity_tolerance)
-        result = trainer.train(resume_from_checkpoint=resume)
-        by_stage = {str(s): val_loss(ex, f"the validation loss on stage {s}", result.global_step)
-                    for s, ex in val_by_stage.items() if ex}
-        own = val_loss(own_val, "the validation loss", result.global_step)
-        mlflow_tracking.log_metrics({"val_loss": own, "final_train_loss": float(result.training_loss),
+        continuity, result, by_stage, own = _train_share(trainer, resume, plan, parent, val_by_stage, own_val,
+                                                         val_loss, train.continuity_tolerance)
+        # Throughput of this attempt's training loop, all processes together (the Trainer counts every process's
+        # rows): what the MLflow UI compares between runs on one and several GPUs. A resumed run counts its part.
+        throughput = {"train_runtime": result.metrics["train_runtime"],
+                      "train_rows_per_second": result.metrics["train_samples_per_second"]}
+        mlflow_tracking.log_metrics({"val_loss": own, "final_train_loss": float(result.training_loss), **throughput,
                                      **{f"val_loss_stage_{s}": v for s, v in by_stage.items()}},
                                     step=result.global_step)
 
@@ -295,7 +235,7 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
         record = {
             "approach": plan.approach, "stage": plan.stage, "train_stages": list(plan.train_stages),
             "base": {k: base[k] for k in ("name", "source", "revision", "content_hash", "dtype", "kind")},
-            "base_dir": str(base_dir), "quantization": quantization,
+            "base_dir": str(base_dir), "quantization": quantization, "processes": processes,
             "parent": None if not parent else {"path": str(plan.parent), "adapter_sha256": parent["adapter_sha256"]},
             "data": {"train_file": str(splits_dir / "train.jsonl"), "sha256": data_sha256,
                      "rows": len(train_examples), "replay_rows": replayed, "replay_stages": list(plan.replay_stages),
@@ -316,6 +256,18 @@ def train_stage(plan: StagePlan, splits_dir: Path, raw_dir: Path, base_dir: Path
     return {"lineage": record, "run": facts}
 
 
+def _train_share(trainer, resume: str | None, plan: StagePlan, parent: dict | None, val_by_stage: dict,
+                 own_val: list[Example], val_loss, tolerance: float):
+    """What every process runs, in the same order (each evaluation and step gathers across the processes): the
+    continuity check, training, the validation losses. Returns (continuity, train result, loss by stage, loss)."""
+    continuity = _continuity(plan, parent, val_by_stage, val_loss, tolerance)
+    result = trainer.train(resume_from_checkpoint=resume)
+    by_stage = {str(s): val_loss(ex, f"the validation loss on stage {s}", result.global_step)
+                for s, ex in val_by_stage.items() if ex}
+    own = val_loss(own_val, "the validation loss", result.global_step)
+    return continuity, result, by_stage, own
+
+
 def _continuity(plan: StagePlan, parent: dict | None, val_by_stage: dict, val_loss, tolerance: float) -> dict | None:
     """Curriculum stage N>1: the first validation loss on stage N-1's data against stage N-1's final one. A jump
     beyond `tolerance` means the adapter was not continued as trained; verify-adapter fails on it."""
@@ -327,10 +279,11 @@ def _continuity(plan: StagePlan, parent: dict | None, val_by_stage: dict, val_lo
     start = val_loss(val_by_stage[previous], f"the starting validation loss on stage {previous}", 0)
     parent_final = parent["val_loss_by_stage"][str(previous)]
     change = (start - parent_final) / parent_final if parent_final else 0.0
-    mlflow_tracking.log_metrics({"continuity_start_val_loss": start, "continuity_parent_val_loss": parent_final,
-                                 "continuity_relative_change": change}, step=0)
+    if distributed.is_main():
+        mlflow_tracking.log_metrics({"continuity_start_val_loss": start, "continuity_parent_val_loss": parent_final,
+                                     "continuity_relative_change": change}, step=0)
     within = abs(change) <= tolerance
-    if not within:
+    if not within and distributed.is_main():
         print(f"train {plan.name}: validation loss on stage {previous} moved {change:+.1%} between the parent's end "
               f"and this stage's start, beyond train.continuity_tolerance {tolerance:.0%}: verify-adapter will fail")
     return {"stage": previous, "start_val_loss": start, "parent_val_loss": parent_final, "relative_change": change,
@@ -340,11 +293,11 @@ def _continuity(plan: StagePlan, parent: dict | None, val_by_stage: dict, val_lo
 def run(approach: str, stage: int | None, splits_dir: Path, raw_dir: Path, base_dir: Path, models_dir: Path,
         checkpoint_root: Path, model: ModelParams, prompt: PromptParams, lora: LoraParams, train: TrainParams,
         tracking: TrackingParams) -> dict:
-    """The stage: plan the approach's training stage and train it."""
+    """The stage: plan the approach's training stage and train it (None in a process other than the main one)."""
     plan = plan_stage(approach, stage, train, models_dir)
     result = train_stage(plan, splits_dir, raw_dir, base_dir, checkpoint_root, model=model, prompt=prompt,
                          lora=lora, train=train, tracking=tracking)
-    return result | {"plan": plan}
+    return None if result is None else result | {"plan": plan}
 
 
 def main(argv: list[str] | None = None) -> int:
