@@ -1,11 +1,13 @@
 """The MLflow UI as a person sees it, in headless Chromium: a real `mlflow server` on 127.0.0.1 over a store with
 the three approaches' training and evaluation runs, the compare run and a registered model with `champion`
 (tests/mlflow_ui_store.py logs them through the pipeline's own logging code, from a copy of the reports).
-Screenshots go to reports/ui/."""
+Screenshots go to the test's temporary folder; with SURGVQA_UPDATE_SCREENSHOTS=1 they replace the README's in
+reports/ui/ (a test run leaves the work tree as it found it otherwise)."""
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -16,7 +18,6 @@ from tests.mlflow_ui_store import build, copy_reports
 from tests.servers import running_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "reports" / "ui"
 WAIT_MS = 30_000
 
 
@@ -40,6 +41,14 @@ def browser():
         launched.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where the screenshots go: reports/ui/ when asked to update the README's, else a temporary folder."""
+    if os.environ.get("SURGVQA_UPDATE_SCREENSHOTS") == "1":
+        return REPO / "reports" / "ui"
+    return tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 2000, "height": 1000})
@@ -54,9 +63,10 @@ def page(browser):
     assert not failed, f"requests failed: {failed}"
 
 
-def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+def _shot(page, shots: Path, name: str) -> None:
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"{name}.png"))
+    assert (shots / f"{name}.png").stat().st_size > 0
 
 
 def _column(page, col_id: str) -> dict[str, str]:
@@ -90,7 +100,7 @@ def test_the_compare_run_links_the_evaluation_runs_it_compares(server):
     assert client.get_experiment(ids["experiment"]).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_the_experiment_page_lists_the_runs_with_their_metrics_and_lineage_tags(server, page):
+def test_the_experiment_page_lists_the_runs_with_their_metrics_and_lineage_tags(server, page, shots):
     url, ids = server
     # MLflow 3.17 picks the view from its sidebar switch (remembered per browser), not from the experiment's
     # mlflow.experimentKind tag: the README links the Model training view with this parameter.
@@ -122,10 +132,10 @@ def test_the_experiment_page_lists_the_runs_with_their_metrics_and_lineage_tags(
         assert float(shown) == pytest.approx(metrics["context_strict_overall"], abs=5e-4), (approach, shown)
     assert ids["training"]["sequential_1"][:8] in text  # the lineage tag's value: the training run's id
     assert "surgvqa: stage-wise LoRA fine-tuning" in text  # the experiment's description
-    _shot(page, "experiment_runs")
+    _shot(page, shots, "experiment_runs")
 
 
-def test_the_compare_view_of_the_evaluation_runs_renders(server, page):
+def test_the_compare_view_of_the_evaluation_runs_renders(server, page, shots):
     url, ids = server
     runs = urllib.parse.quote(json.dumps(list(ids["evaluation"].values())))
     page.goto(f"{url}/#/compare-runs?runs={runs}&experiments={urllib.parse.quote(json.dumps([ids['experiment']]))}")
@@ -139,7 +149,7 @@ def test_the_compare_view_of_the_evaluation_runs_renders(server, page):
     # The chart every evaluation run has at the top of its artifacts: the page shows it side by side.
     assert "accuracy.png" in text and "No common artifacts to display" not in text
     page.get_by_text("accuracy.png", exact=True).first.scroll_into_view_if_needed()
-    _shot(page, "compare_runs")
+    _shot(page, shots, "compare_runs")
 
 
 def test_the_compare_run_description_links_to_an_evaluation_run(server, page):
@@ -152,11 +162,11 @@ def test_the_compare_run_description_links_to_an_evaluation_run(server, page):
     page.get_by_text("Evaluation of the curriculum approach on the test split").wait_for()  # its description
 
 
-def test_the_registered_model_page_shows_the_aliases(server, page):
+def test_the_registered_model_page_shows_the_aliases(server, page, shots):
     url, ids = server
     page.goto(f"{url}/#/models/{ids['model']}")
     page.get_by_text("@\u00a0champion").first.wait_for()  # MLflow writes "@ champion" with a no-break space
     _close_assistant(page)
     text = page.inner_text("body").replace("\u00a0", " ")
     assert "@ challenger" in text and f"Version {ids['version']}" in text, text
-    _shot(page, "registered_model")
+    _shot(page, shots, "registered_model")
