@@ -85,7 +85,7 @@ def share_environment(where: Path) -> None:
 
 def file_hashes(folder: Path) -> dict[str, str]:
     """Every file under `folder` (relative path) -> the sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 

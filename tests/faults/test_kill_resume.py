@@ -5,7 +5,6 @@ run is left RUNNING."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.model_fixtures import write_params
-from tests.scratch import BIN, SCRATCH_LEAKS, run, scratch_project, sh
+from tests.scratch import BIN, SCRATCH_LEAKS, file_hashes, run, scratch_project, sh
 
 DVC = [sys.executable, "-m", "dvc"]
 STAGE = "train_sequential@1"
@@ -92,12 +91,6 @@ def complete_checkpoints(folder: Path, processes: int) -> list[str]:
     return sorted(done)
 
 
-def folder_bytes(folder: Path) -> dict[str, str]:
-    """Every file under a folder, by relative path, with its SHA-256."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def run_statuses(project: Path) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
@@ -146,7 +139,7 @@ def killed_training(tiny_project, tmp_path_factory) -> dict:
     # 3. Rerun to the end.
     facts["resume_log"] = sh(repro, project, own_code(project))
     facts["statuses"] = run_statuses(project)
-    facts["adapter_bytes"] = folder_bytes(project / ADAPTER)
+    facts["adapter_bytes"] = file_hashes(project / ADAPTER)
     return facts
 
 
@@ -212,7 +205,7 @@ def test_killed_merge_and_evaluate_leave_the_old_complete_output_and_rerun_to_th
     merged, reports = tmp_path / "merged", tmp_path / "eval"
     shutil.copytree(tiny_release["merged"], merged)  # the unkilled run's output, with the same inputs and params
     shutil.copytree(tiny_release["eval"], reports)
-    merged_before, reports_before = folder_bytes(merged), folder_bytes(reports / "baseline")
+    merged_before, reports_before = file_hashes(merged), file_hashes(reports / "baseline")
     py = [sys.executable, "-m"]
     merge = [*py, "surgvqa.release.merge", "--params", str(params), "--models", str(tiny_release["models"]),
              "--splits", str(tiny_release["splits"]), "--stage-table", str(tiny_release["stage_table"]),
@@ -231,9 +224,9 @@ def test_killed_merge_and_evaluate_leave_the_old_complete_output_and_rerun_to_th
             if killed_mid_run(proc, partial.exists, f"{partial} being written") and partial.exists():
                 break
             assert proc.wait(timeout=60) in (0, -signal.SIGKILL), proc.log.read_text()[-4000:]
-            assert folder_bytes(output) == before
+            assert file_hashes(output) == before
         else:
             pytest.fail(f"no kill landed while {partial} existed in {KILL_ATTEMPTS} attempts")
-        assert folder_bytes(output) == before  # half-written beside, the old one untouched
+        assert file_hashes(output) == before  # half-written beside, the old one untouched
         sh(command, tmp_path)
-        assert folder_bytes(output) == before and not partial.exists()
+        assert file_hashes(output) == before and not partial.exists()

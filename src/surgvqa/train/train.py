@@ -12,8 +12,9 @@ interruption resumes from the last checkpoint in the same MLflow run, but only w
 from the same inputs (a fingerprint beside them says so); otherwise they are discarded.
 
 Killed at any point (SIGKILL included), a stage leaves nothing a later stage could take as complete: a checkpoint
-cut short is skipped (the Trainer writes trainer_state.json last), the adapter folder appears whole by a rename or
-not at all, and the MLflow run of an attempt whose checkpoints are discarded is marked KILLED, not left RUNNING.
+cut short (missing any process's files: train/checkpoints.py) is skipped, the adapter folder appears whole by a
+rename or not at all, and the MLflow run of an attempt whose checkpoints are discarded is marked KILLED, not left
+RUNNING.
 
 Started by a launcher as several processes (`torchrun`, `accelerate launch`: dvc.yaml's `${launch.command}`), the
 Trainer trains data-parallel (DDP) on shards of the rows and the stage is otherwise the same: the main process
@@ -113,7 +114,7 @@ def _finite_loss_trainer(plan: StagePlan):
             value = float(loss)
             if not math.isfinite(value):
                 step = self.state.global_step + 1
-                if self.is_world_process_zero():  # the divergence stays visible in MLflow
+                if distributed.is_main():  # the divergence stays visible in MLflow
                     tracking.log_metrics({"train_loss": value}, step=step)
                 check_finite(value, "the training loss", plan, step)
             return loss
